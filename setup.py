@@ -1,0 +1,61 @@
+"""Build and install pointcloud_pipeline (ament_python package with Cython/OpenMP kernels)."""
+from glob import glob
+import os
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+package_name = 'pointcloud_pipeline'
+here = os.path.dirname(os.path.abspath(__file__))
+
+# One private kernel per concern: every pointcloud_pipeline/_*.pyx becomes an extension module.
+kernel_sources = sorted(glob(os.path.join(package_name, '_*.pyx'), root_dir=here))
+extensions = [
+    Extension(
+        f'{package_name}.{os.path.splitext(os.path.basename(source))[0]}',
+        [source],
+        include_dirs=[numpy.get_include()],
+        define_macros=[('NPY_NO_DEPRECATED_API', 'NPY_1_7_API_VERSION')],
+        extra_compile_args=['-O3', '-fopenmp'],
+        extra_link_args=['-fopenmp'],
+    )
+    for source in kernel_sources
+]
+
+
+def installed(subdir, pattern):
+    """(install dir, files) for data_files; share/<package>/<subdir>."""
+    return (os.path.join('share', package_name, subdir), sorted(glob(os.path.join(subdir, pattern))))
+
+
+setup(
+    name=package_name,
+    version='0.1.0',
+    packages=[package_name],
+    package_data={package_name: ['*.pyx']},
+    ext_modules=cythonize(
+        extensions,
+        language_level=3,
+        quiet=True,  # colcon parses setup.py's stdout: cythonize must not print
+        compiler_directives={'boundscheck': False, 'wraparound': False, 'cdivision': True},
+    ),
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
+        ('share/' + package_name, ['package.xml']),
+        installed('launch', '*.launch.py'),
+        installed('config', '*'),
+        installed('rviz', '*.rviz'),
+    ],
+    install_requires=['setuptools'],
+    zip_safe=False,
+    maintainer='pointcloud_pipeline maintainers',
+    maintainer_email='maintainers@pointcloud-pipeline.dev',
+    description='Fast depth image to PointCloud2, BEV images and batch point-cloud tools for ROS 2.',
+    license='Apache-2.0',
+    extras_require={'test': ['pytest']},
+    entry_points={
+        'console_scripts': [
+        ],
+    },
+)
