@@ -1,0 +1,62 @@
+"""Packing and unpacking ROS messages without slow paths.
+
+rclpy copies a numpy array or a memoryview assigned to a ``uint8[]`` field element by element
+(~300 ms for a VGA cloud); ``bytes`` and ``array('B')`` are copied with memcpy (< 1 ms). Every
+message this package publishes goes through :func:`set_data`. Receiving is zero-copy:
+``np.frombuffer(msg.data, ...)`` (see :func:`image_to_array`).
+"""
+from array import array
+
+import numpy as np
+from sensor_msgs.msg import Image
+
+from .image import ENCODINGS, image_array
+
+
+def set_data(msg, buffer):
+    """Assign a bytes-like ``buffer`` to ``msg.data`` through the fast path.
+
+    ``bytes`` and ``array('B')`` are assigned as they are; anything else exporting the buffer
+    protocol (numpy array, memoryview, bytearray) is first copied into an ``array('B')``.
+    """
+    if isinstance(buffer, (bytes, array)):
+        msg.data = buffer
+        return
+    fast = array('B')
+    fast.frombytes(memoryview(buffer).cast('B'))
+    msg.data = fast
+
+
+def image_to_array(msg, allowed_encodings=None, max_bytes=None):
+    """Zero-copy numpy view of a ``sensor_msgs/Image`` (see :func:`image.image_array`).
+
+    Raises ValueError with the reason when the message is inconsistent or unsupported.
+    """
+    return image_array(msg.data, msg.width, msg.height, msg.step, msg.encoding,
+                       bool(msg.is_bigendian), allowed_encodings=allowed_encodings,
+                       max_bytes=max_bytes)
+
+
+def array_to_image(pixels, encoding, header=None):
+    """A ``sensor_msgs/Image`` holding ``pixels`` (H x W or H x W x C) in ``encoding``.
+
+    The array's dtype and channel count must match the encoding; rows are packed without
+    padding, little-endian.
+    """
+    layout = ENCODINGS.get(encoding)
+    if layout is None:
+        raise ValueError(f'unsupported image encoding {encoding!r}')
+    pixels = np.asarray(pixels)
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2] if pixels.ndim == 3 else -1
+    if pixels.dtype != layout.dtype or channels != layout.channels:
+        raise ValueError(f'{encoding} needs {layout.channels}-channel {layout.dtype} pixels, '
+                         f'got shape {pixels.shape} {pixels.dtype}')
+    msg = Image()
+    if header is not None:
+        msg.header = header
+    msg.height, msg.width = int(pixels.shape[0]), int(pixels.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = 0
+    msg.step = msg.width * layout.dtype.itemsize * layout.channels
+    set_data(msg, np.ascontiguousarray(pixels, dtype=layout.dtype.newbyteorder('<')))
+    return msg
