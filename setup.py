@@ -56,6 +56,7 @@ setup(
     extras_require={'test': ['pytest']},
     entry_points={
         'console_scripts': [
+            'synthetic_camera_node = pointcloud_pipeline.synthetic_camera_node:main',
         ],
     },
 )

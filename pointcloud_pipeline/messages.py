@@ -60,3 +60,18 @@ def array_to_image(pixels, encoding, header=None):
     msg.step = msg.width * layout.dtype.itemsize * layout.channels
     set_data(msg, np.ascontiguousarray(pixels, dtype=layout.dtype.newbyteorder('<')))
     return msg
+
+
+def make_camera_info(header, width, height, k, p, distortion_model='plumb_bob', d=None):
+    """A ``sensor_msgs/CameraInfo`` of a pinhole camera: ``k`` 9 and ``p`` 12 row-major floats,
+    no rectification (identity ``r``), distortion ``d`` (default: 5 zeros)."""
+    from sensor_msgs.msg import CameraInfo
+    info = CameraInfo()
+    info.header = header
+    info.width, info.height = int(width), int(height)
+    info.distortion_model = distortion_model
+    info.d = [0.0] * 5 if d is None else [float(x) for x in d]
+    info.k = [float(x) for x in k]
+    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    info.p = [float(x) for x in p]
+    return info

@@ -111,7 +111,11 @@ class SyntheticDepthCamera:
         colors = [self.scene.floor_color, *self.scene.wall_colors,
                   *(b.color for b in self.scene.boxes)]
         self._colors = np.array(colors, dtype=np.uint8).reshape(-1, 3)
+        if len(self._boxes) > 120:
+            raise ValueError('at most 120 boxes (surface ids are 8-bit)')
         self._no_rgb = np.empty((0, 0, 3), dtype=np.uint8)
+        self._hit_depth = np.empty((self.height, self.width), dtype=np.float32)
+        self._hit_surface = np.empty((self.height, self.width, 2), dtype=np.int8)
 
     def camera_matrix(self):
         """Row-major 3x3 K as 9 floats (CameraInfo ``k``)."""
@@ -133,7 +137,7 @@ class SyntheticDepthCamera:
         _synthetic.render(pose, self.fx, self.fy, self.cx, self.cy, self._room, self._boxes,
                           self._box_pixels(pose), self._colors, self.max_depth, depth,
                           rgb if rgb is not None else self._no_rgb, rgb is not None,
-                          self.threads)
+                          self._hit_depth, self._hit_surface, self.threads)
         return SyntheticFrame(depth, rgb, pose)
 
     def _box_pixels(self, pose):
