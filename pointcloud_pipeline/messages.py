@@ -75,3 +75,92 @@ def make_camera_info(header, width, height, k, p, distortion_model='plumb_bob', 
     info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
     info.p = [float(x) for x in p]
     return info
+
+
+class MessageBuffer:
+    """A byte buffer reused across frames for one output topic.
+
+    A kernel writes into :meth:`view`; :meth:`assign` then stores the bytes in ``msg.data``.
+    rclpy's ``data`` setter always copies (``array('B', value)``): from this buffer's own
+    ``array('B')`` that is one memcpy, from any other buffer :func:`set_data` needs two. So when
+    the output fills the whole view (organized clouds, images) a frame costs one copy.
+    """
+
+    def __init__(self):
+        self._array = array('B')
+        self._view = np.frombuffer(self._array, dtype=np.uint8)
+
+    def view(self, nbytes):
+        """A writable 1-D uint8 view of ``nbytes`` bytes (reallocated only when the size
+        changes; the contents are undefined)."""
+        nbytes = int(nbytes)
+        if nbytes != len(self._array):
+            self._view = None  # release the export before replacing the array
+            self._array = array('B', bytes(nbytes))
+            self._view = np.frombuffer(self._array, dtype=np.uint8)
+        return self._view
+
+    def assign(self, msg, data):
+        """``msg.data = data`` through the cheapest path: one copy when ``data`` is exactly the
+        current view, :func:`set_data` otherwise."""
+        view = self._view
+        if (isinstance(data, np.ndarray) and data.size == view.size and data.size and
+                data.__array_interface__['data'][0] == view.__array_interface__['data'][0]):
+            msg.data = self._array
+        else:
+            set_data(msg, data)
+
+
+def point_fields(specs):
+    """``sensor_msgs/PointField`` messages from field specs (``name, offset, datatype, count``
+    attributes, e.g. ``depth.PointFieldSpec``)."""
+    from sensor_msgs.msg import PointField
+    return [PointField(name=spec.name, offset=int(spec.offset), datatype=int(spec.datatype),
+                       count=int(spec.count)) for spec in specs]
+
+
+def cloud_to_pointcloud2(cloud, header, buffer=None):
+    """A ``sensor_msgs/PointCloud2`` holding ``cloud`` (a ``depth.Cloud``: ``data`` bytes,
+    ``width, height, point_step, row_step, is_dense, fields``), little-endian, with ``header``.
+
+    buffer: the :class:`MessageBuffer` the cloud was written into, for the one-copy path.
+    """
+    from sensor_msgs.msg import PointCloud2
+    nbytes = int(cloud.height) * int(cloud.row_step)
+    data = cloud.data
+    if len(data) != nbytes:
+        raise ValueError(f'cloud data has {len(data)} bytes, height x row_step = {nbytes}')
+    msg = PointCloud2()
+    msg.header = header
+    msg.height, msg.width = int(cloud.height), int(cloud.width)
+    msg.fields = point_fields(cloud.fields)
+    msg.is_bigendian = False
+    msg.point_step, msg.row_step = int(cloud.point_step), int(cloud.row_step)
+    msg.is_dense = bool(cloud.is_dense)
+    if buffer is not None:
+        buffer.assign(msg, data)
+    else:
+        set_data(msg, data)
+    return msg
+
+
+def pixels_to_image(pixels, encoding, header, buffer=None):
+    """Like :func:`array_to_image` for a C-contiguous ``pixels`` array that may live in
+    ``buffer`` (a :class:`MessageBuffer` view reshaped to the image): one copy in that case."""
+    layout = ENCODINGS[encoding]
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2] if pixels.ndim == 3 else -1
+    if (pixels.dtype != layout.dtype or channels != layout.channels or
+            not pixels.flags.c_contiguous):
+        return array_to_image(pixels, encoding, header)  # checks and converts
+    msg = Image()
+    msg.header = header
+    msg.height, msg.width = int(pixels.shape[0]), int(pixels.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = 0
+    msg.step = msg.width * layout.dtype.itemsize * layout.channels
+    flat = pixels.reshape(-1).view(np.uint8)
+    if buffer is not None:
+        buffer.assign(msg, flat)
+    else:
+        set_data(msg, flat)
+    return msg
