@@ -57,6 +57,7 @@ setup(
     entry_points={
         'console_scripts': [
             'synthetic_camera_node = pointcloud_pipeline.synthetic_camera_node:main',
+            'recorder_node = pointcloud_pipeline.recorder_node:main',
         ],
     },
 )

@@ -164,3 +164,55 @@ def pixels_to_image(pixels, encoding, header, buffer=None):
     else:
         set_data(msg, flat)
     return msg
+
+
+# sensor_msgs/PointField datatype -> numpy dtype (little-endian)
+POINT_FIELD_DTYPES = {1: np.dtype('i1'), 2: np.dtype('u1'), 3: np.dtype('<i2'),
+                      4: np.dtype('<u2'), 5: np.dtype('<i4'), 6: np.dtype('<u4'),
+                      7: np.dtype('<f4'), 8: np.dtype('<f8')}
+
+
+def find_field(fields, name, datatype=None):
+    """The ``PointField`` called ``name`` (None when absent). ValueError when its datatype is
+    not ``datatype`` (when given) or its count is not 1."""
+    for field in fields:
+        if field.name == name:
+            if datatype is not None and field.datatype != datatype:
+                raise ValueError(f'field {name!r} has datatype {field.datatype}, expected '
+                                 f'{datatype}')
+            if field.count != 1:
+                raise ValueError(f'field {name!r} has count {field.count}, expected 1')
+            return field
+    return None
+
+
+def pointcloud2_points(msg, names):
+    """Views of the named fields of a little-endian ``PointCloud2``: a dict name -> 1-D array
+    over the ``width x height`` points, zero-copy unless rows are padded. Missing names are
+    absent from the dict. ValueError when the message's sizes or fields are inconsistent."""
+    if msg.is_bigendian:
+        raise ValueError('big-endian point clouds are not supported')
+    width, height, point_step, row_step = msg.width, msg.height, msg.point_step, msg.row_step
+    data = np.frombuffer(msg.data, dtype=np.uint8)
+    if width == 0 or height == 0:
+        return {name: np.empty(0, POINT_FIELD_DTYPES[7]) for name in names
+                if find_field(msg.fields, name) is not None}
+    if row_step < width * point_step or data.size != row_step * height:
+        raise ValueError(f'data has {data.size} bytes; expected row_step x height = '
+                         f'{row_step} x {height} with row_step >= width x point_step = '
+                         f'{width} x {point_step}')
+    views = {}
+    for name in names:
+        field = find_field(msg.fields, name)
+        if field is None:
+            continue
+        dtype = POINT_FIELD_DTYPES.get(field.datatype)
+        if dtype is None:
+            raise ValueError(f'field {name!r} has unknown datatype {field.datatype}')
+        if field.offset + dtype.itemsize > point_step:
+            raise ValueError(f'field {name!r} at offset {field.offset} does not fit in '
+                             f'point_step {point_step}')
+        view = np.ndarray((height, width), dtype=dtype, buffer=data, offset=field.offset,
+                          strides=(row_step, point_step))
+        views[name] = view.reshape(-1)  # a view unless rows are padded (then a copy)
+    return views

@@ -92,3 +92,37 @@ def test_pixels_to_image_from_a_buffer(encoding, shape, dtype):
 def test_pixels_to_image_checks_the_layout():
     with pytest.raises(ValueError, match='bgr8 needs 3-channel'):
         pixels_to_image(np.zeros((2, 2), np.uint8), 'bgr8', Header())
+
+
+def test_pointcloud2_points_reads_fields_by_name_without_copying():
+    from sensor_msgs.msg import PointCloud2
+
+    from pointcloud_pipeline.messages import pointcloud2_points
+    points = np.arange(24, dtype=np.float32).reshape(6, 4)
+    msg = PointCloud2(height=2, width=3, point_step=16, row_step=48)
+    msg.fields = point_fields(XYZ_FIELDS) + [
+        PointField(name='intensity', offset=12, datatype=PointField.FLOAT32, count=1)]
+    msg.data = points.tobytes()
+    views = pointcloud2_points(msg, ['x', 'z', 'intensity', 'rgb'])
+    assert sorted(views) == ['intensity', 'x', 'z']
+    np.testing.assert_array_equal(views['x'], points[:, 0])
+    np.testing.assert_array_equal(views['intensity'], points[:, 3])
+    assert np.shares_memory(views['z'], np.frombuffer(msg.data, np.uint8))
+
+
+def test_pointcloud2_points_skips_row_padding_and_rejects_bad_sizes():
+    from sensor_msgs.msg import PointCloud2
+
+    from pointcloud_pipeline.messages import pointcloud2_points
+    rows = np.zeros((2, 40), np.uint8)  # 2 points of 16 bytes + 8 padding bytes per row
+    rows[:, :32].view(np.float32)[:] = np.arange(16, dtype=np.float32).reshape(2, 8)
+    msg = PointCloud2(height=2, width=2, point_step=16, row_step=40)
+    msg.fields = point_fields(XYZ_FIELDS)
+    msg.data = rows.tobytes()
+    np.testing.assert_array_equal(pointcloud2_points(msg, ['y'])['y'], [1, 5, 9, 13])
+    msg.row_step = 30
+    with pytest.raises(ValueError, match='row_step'):
+        pointcloud2_points(msg, ['x'])
+    msg.row_step, msg.point_step = 40, 8
+    with pytest.raises(ValueError, match='does not fit'):
+        pointcloud2_points(msg, ['z'])
