@@ -58,6 +58,7 @@ setup(
         'console_scripts': [
             'synthetic_camera_node = pointcloud_pipeline.synthetic_camera_node:main',
             'recorder_node = pointcloud_pipeline.recorder_node:main',
+            'replay_node = pointcloud_pipeline.replay_node:main',
         ],
     },
 )
