@@ -39,6 +39,7 @@ class FrameStatistics:
         self.published = 0
         self.skipped = 0
         self.dropped = collections.Counter()
+        self.events = collections.Counter()
 
     def count_received(self):
         """One input frame arrived."""
@@ -60,10 +61,16 @@ class FrameStatistics:
         with self._lock:
             self.skipped += 1
 
-    def count_dropped(self, reason):
-        """One input frame was dropped because of ``reason`` (a short identifier)."""
+    def count_dropped(self, reason, count=1):
+        """``count`` input frames were dropped because of ``reason`` (a short identifier)."""
         with self._lock:
-            self.dropped[reason] += 1
+            self.dropped[reason] += count
+
+    def count_event(self, name, count=1):
+        """Count something that is not a frame drop (e.g. a rejected camera_info, a colour
+        image without a depth partner)."""
+        with self._lock:
+            self.events[name] += count
 
     def _rate(self, times, now):
         while times and times[0] < now - self.rate_window:
@@ -83,6 +90,7 @@ class FrameStatistics:
                 'skipped': self.skipped,
                 'dropped': sum(self.dropped.values()),
                 'dropped_by_reason': dict(sorted(self.dropped.items())),
+                'events': dict(sorted(self.events.items())),
                 'input_rate_hz': self._rate(self._received_times, now),
                 'output_rate_hz': self._rate(self._published_times, now),
             }

@@ -79,6 +79,18 @@ class StampSynchronizer:
         with self._lock:
             self._slop_ns = round(seconds * NS_PER_SECOND)
 
+    @property
+    def max_age(self):
+        """Seconds after which a waiting message is dropped (None: only the queue bound)."""
+        return None if self._max_age_ns is None else self._max_age_ns / NS_PER_SECOND
+
+    @max_age.setter
+    def max_age(self, seconds):
+        if seconds is not None and not seconds > 0.0:
+            raise ValueError(f'max_age must be > 0 seconds or None, got {seconds!r}')
+        with self._lock:
+            self._max_age_ns = None if seconds is None else round(seconds * NS_PER_SECOND)
+
     def add(self, stream, stamp, message):
         """Offer ``message`` of ``stream`` with ``stamp`` (a ``Time`` message or int nanoseconds).
 

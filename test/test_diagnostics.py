@@ -33,7 +33,9 @@ def test_counts_and_latency_percentiles():
     stats.count_received()
     stats.count_dropped('size_mismatch')
     stats.count_skipped()
+    stats.count_event('camera_info_rejected')
     snap = stats.snapshot()
+    assert snap['events'] == {'camera_info_rejected': 1}
     assert snap['received'] == 103
     assert snap['published'] == 100
     assert snap['skipped'] == 1

@@ -103,6 +103,8 @@ def test_slop_can_change_at_runtime_and_clear_forgets_waiting_messages():
     assert sync.add('color', 5 * MS, 'c5') is None
     sync.slop = 0.005
     assert sync.add('depth', 5 * MS, 'd5') == ('d5', 'c5')
+    sync.max_age = 0.25
+    assert sync.max_age == 0.25
     sync.clear()
     assert sync.pending() == {'depth': 0, 'color': 0}
     assert sync.unmatched == {'depth': 0, 'color': 0}
