@@ -56,6 +56,8 @@ setup(
     extras_require={'test': ['pytest']},
     entry_points={
         'console_scripts': [
+            'pipeline_node = pointcloud_pipeline.pipeline_node:main',
+            'bev_node = pointcloud_pipeline.bev_node:main',
             'synthetic_camera_node = pointcloud_pipeline.synthetic_camera_node:main',
             'recorder_node = pointcloud_pipeline.recorder_node:main',
             'replay_node = pointcloud_pipeline.replay_node:main',
