@@ -1,4 +1,5 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False
 """Hot loops of depth image -> point cloud. Private: call :mod:`pointcloud_pipeline.depth`.
 
 Arguments are trusted here (the public module validates them). Every entry point releases the

@@ -8,7 +8,7 @@ coordinates, as in depth_image_proc and image_geometry) with depth ``Z`` becomes
 
 Point layout (``POINT_STEP`` = 16 bytes, little-endian, ``cloud_fields``)::
 
-    offset 0: x float32 | 4: y float32 | 8: z float32 | 12: rgb float32 (packed colour) or padding 0
+    offset 0: x float32 | 4: y float32 | 8: z float32 | 12: rgb (packed colour) or padding 0
 
 The conversion runs in a Cython/OpenMP kernel (``_depth.pyx``) that holds no Python object and
 releases the GIL for the whole call, so other Python threads (ROS executors, I/O) keep running.
@@ -26,6 +26,7 @@ from . import _depth
 
 POINT_STEP = 16
 FLOAT32 = 7  # sensor_msgs/PointField datatype
+MAX_THREADS = 1024
 
 DEPTH_DTYPES = (np.dtype(np.uint16), np.dtype(np.float32))
 _FLOAT32_TINY = float(np.finfo(np.float32).smallest_subnormal)
@@ -53,7 +54,7 @@ class CameraIntrinsics(NamedTuple):
     cx: float
     cy: float
 
-    def scaled(self, sx, sy):
+    def scaled(self, sx: float, sy: float) -> 'CameraIntrinsics':
         """Intrinsics of the image resized by ``sx`` horizontally and ``sy`` vertically.
 
         ``sx = new_width / old_width`` (``sy`` likewise). With pixel centres at integer
@@ -91,7 +92,7 @@ def _matrix(values, name, length):
     return matrix
 
 
-def intrinsics_from_camera_info(k, p, use_projection_matrix=True):
+def intrinsics_from_camera_info(k, p, use_projection_matrix: bool = True) -> CameraIntrinsics:
     """Intrinsics from a ``sensor_msgs/CameraInfo``'s ``k`` (3x3) and ``p`` (3x4), row-major.
 
     By default from the projection matrix P (fx=P[0], fy=P[5], cx=P[2], cy=P[6]), as
@@ -135,7 +136,7 @@ _XYZ_FIELDS = (PointFieldSpec('x', 0, FLOAT32, 1), PointFieldSpec('y', 4, FLOAT3
 _XYZRGB_FIELDS = _XYZ_FIELDS + (PointFieldSpec('rgb', 12, FLOAT32, 1),)
 
 
-def cloud_fields(with_color):
+def cloud_fields(with_color: bool) -> tuple[PointFieldSpec, ...]:
     """Fields of the clouds :func:`depth_to_cloud` writes: x, y, z float32 at 0, 4, 8; with
     colour also ``rgb`` at 12, the ROS/PCL packed colour (uint32 ``0x00RRGGBB`` stored
     little-endian as the float32's bits; the alpha byte is 0 so the float is never NaN).
@@ -158,18 +159,18 @@ class Cloud:
     point_step: int
     row_step: int
     is_dense: bool
-    fields: tuple
+    fields: tuple[PointFieldSpec, ...]
     valid_points: int = -1
 
     def _points(self):
         return self.data.reshape(self.height, self.width, self.point_step)
 
-    def xyz(self):
+    def xyz(self) -> np.ndarray:
         """(height, width, 3) float32 view of x, y, z in metres (NaN for invalid points);
         for a dense cloud (height 1) use ``.xyz()[0]`` or ``.reshape(-1, 3)`` for (N, 3)."""
         return self._points()[:, :, :12].view(np.float32)
 
-    def rgb(self):
+    def rgb(self) -> np.ndarray | None:
         """(height, width, 3) uint8 view of r, g, b unpacked from the rgb field, or None
         without colour."""
         if not any(field.name == 'rgb' for field in self.fields):
@@ -184,7 +185,7 @@ def _positive_int(value, name):
     return int(value)
 
 
-def organized_shape(depth_shape, decimation_x=1, decimation_y=1):
+def organized_shape(depth_shape, decimation_x: int = 1, decimation_y: int = 1) -> tuple[int, int]:
     """(rows, columns) of the organized cloud: (ceil(H / decimation_y), ceil(W / decimation_x))."""
     if len(depth_shape) < 2:
         raise ValueError(f'depth shape must be (H, W), got {tuple(depth_shape)}')
@@ -194,7 +195,7 @@ def organized_shape(depth_shape, decimation_x=1, decimation_y=1):
     return -(-height // dy), -(-width // dx)
 
 
-def max_cloud_bytes(depth_shape, decimation_x=1, decimation_y=1):
+def max_cloud_bytes(depth_shape, decimation_x: int = 1, decimation_y: int = 1) -> int:
     """Bytes of the organized cloud; an upper bound for the dense one (size ``out`` with it)."""
     rows, columns = organized_shape(depth_shape, decimation_x, decimation_y)
     return rows * columns * POINT_STEP
@@ -297,9 +298,12 @@ def _output_buffer(out, nbytes):
                          dtype=np.uint8, count=nbytes)
 
 
-def depth_to_cloud(depth, intrinsics, *, depth_scale=0.001, min_range=0.0, max_range=math.inf,
-                   invalid_depth=0.0, decimation_x=1, decimation_y=1, organized=True,
-                   color=None, color_encoding='rgb8', resize_color=False, out=None, threads=0):
+def depth_to_cloud(depth: np.ndarray, intrinsics: CameraIntrinsics, *, depth_scale: float = 0.001,
+                   min_range: float = 0.0, max_range: float = math.inf,
+                   invalid_depth: float = 0.0, decimation_x: int = 1, decimation_y: int = 1,
+                   organized: bool = True, color: np.ndarray | None = None,
+                   color_encoding: str = 'rgb8', resize_color: bool = False, out=None,
+                   threads: int = 0) -> Cloud:
     """Convert a depth image to a point cloud (:class:`Cloud`, ``sensor_msgs/PointCloud2`` layout).
 
     depth: 2-D numpy array, H x W. uint16 (16UC1/mono16): metres = value * ``depth_scale``
@@ -347,9 +351,12 @@ def depth_to_cloud(depth, intrinsics, *, depth_scale=0.001, min_range=0.0, max_r
     _check_range(depth_scale, min_range, max_range, invalid_depth)
     dx = _positive_int(decimation_x, 'decimation_x')
     dy = _positive_int(decimation_y, 'decimation_y')
-    if isinstance(threads, bool) or not isinstance(threads, Integral) or threads < 0:
-        raise ValueError(f'threads must be an integer >= 0 (0 = all cores), got {threads!r}')
+    if (isinstance(threads, bool) or not isinstance(threads, Integral)
+            or not 0 <= threads <= MAX_THREADS):
+        raise ValueError(f'threads must be an integer from 0 (all cores) to {MAX_THREADS}, '
+                         f'got {threads!r}')
     height, width = depth.shape
+    dx, dy = min(dx, width), min(dy, height)  # same output; keeps the steps in C range
     rows, columns = -(-height // dy), -(-width // dx)
     if color is not None:
         color, r, g, b = _checked_color(color, color_encoding, height, width, resize_color)
@@ -379,7 +386,7 @@ def depth_to_cloud(depth, intrinsics, *, depth_scale=0.001, min_range=0.0, max_r
     data = _output_buffer(out, finite * POINT_STEP)
     points = data.view(np.float32).reshape(finite, 4)
     write_dense = _depth.dense_f32 if is_float else _depth.dense_u16
-    write_dense(depth, dx, dy, x_coef, y_coef, scale, min_range, max_range, invalid_depth, color, r, g, b,
-                row_offsets, points, threads)
+    write_dense(depth, dx, dy, x_coef, y_coef, scale, min_range, max_range, invalid_depth,
+                color, r, g, b, row_offsets, points, threads)
     return Cloud(data, finite, 1, POINT_STEP, finite * POINT_STEP, True,
                  cloud_fields(color is not None), finite)

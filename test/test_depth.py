@@ -246,7 +246,8 @@ def test_color_packing_round_trip(encoding):
         expected = np.repeat(gray[..., np.newaxis], 3, axis=2)
     cloud = depth_to_cloud(depth, SEVEN_SCENES_K, color=color,
                            color_encoding=encoding.replace('-2d', ''))
-    assert cloud.fields == cloud_fields(True) and cloud.fields[3] == PointFieldSpec('rgb', 12, 7, 1)
+    assert cloud.fields == cloud_fields(True)
+    assert cloud.fields[3] == PointFieldSpec('rgb', 12, 7, 1)
     assert cloud.point_step == 16
     np.testing.assert_array_equal(cloud.rgb(), expected)  # invalid points keep their colour
     bits = points_of(cloud)[..., 3].view(np.uint32)
@@ -319,7 +320,8 @@ def test_padded_rows_from_image_array_are_read_in_place(seven_scenes, pad):
     rows[:, 1280:] = 0xAB  # padding garbage must be skipped
     data = rows.tobytes()
     view = image_array(data, 640, 480, 1280 + pad, '16UC1')
-    assert view.strides == (1280 + pad, 2) and np.shares_memory(view, np.frombuffer(data, np.uint8))
+    assert view.strides == (1280 + pad, 2)
+    assert np.shares_memory(view, np.frombuffer(data, np.uint8))
     expected = depth_to_cloud(depth, SEVEN_SCENES_K).data
     np.testing.assert_array_equal(depth_to_cloud(view, SEVEN_SCENES_K).data, expected)
 
@@ -523,6 +525,9 @@ def test_shapes_and_fields():
     assert organized_shape((480, 640)) == (480, 640)
     assert organized_shape((480, 640), 3, 7) == (69, 214)
     assert organized_shape((480, 640, 3), 640, 480) == (1, 1)
+    huge = depth_to_cloud(random_depth((6, 8)), SEVEN_SCENES_K, decimation_x=10**30,
+                          decimation_y=7)
+    assert (huge.height, huge.width) == (1, 1)
     assert max_cloud_bytes((481, 641), 2, 2) == 241 * 321 * 16
     assert [f.name for f in cloud_fields(False)] == ['x', 'y', 'z']
     assert [(f.offset, f.datatype, f.count) for f in cloud_fields(True)] == \
@@ -563,7 +568,8 @@ GOOD_DEPTH = np.full((4, 6), 1000, np.uint16)
     (dict(decimation_x=0), 'decimation_x must be a positive integer, got 0'),
     (dict(decimation_y=-2), 'decimation_y must be a positive integer, got -2'),
     (dict(decimation_x=1.5), 'decimation_x must be a positive integer, got 1.5'),
-    (dict(threads=-1), 'threads must be an integer >= 0'),
+    (dict(threads=-1), r'threads must be an integer from 0 \(all cores\) to 1024, got -1'),
+    (dict(threads=2**40), 'threads must be an integer from 0'),
     (dict(color_encoding='yuv422'), "unknown colour encoding 'yuv422'"),
     (dict(color=np.zeros((4, 6, 3), np.uint8), color_encoding='bayer_rggb8'),
      "unknown colour encoding 'bayer_rggb8'"),
