@@ -3,8 +3,10 @@
 """Hot loops of depth image -> point cloud. Private: call :mod:`pointcloud_pipeline.depth`.
 
 Arguments are trusted here (the public module validates them). Every entry point releases the
-GIL for its whole parallel loop (``prange(..., nogil=True)``, static schedule over output rows)
-and touches no Python object inside it.
+GIL for its whole parallel loop (``prange(..., nogil=True)``, static schedule over output rows;
+the dense writer uses ``with nogil, parallel()`` around its ``prange`` to give each thread a row
+buffer) and touches no Python object inside it. Writes stay inside each row's own slots even if
+the depth image changes during a call (the GIL is released: another thread could write to it).
 
 Output: ``points`` is the cloud buffer viewed as float32 rows of 4 (x, y, z, rgb-or-padding),
 16 bytes per point. The 4th slot receives the packed colour ``0x00RRGGBB`` as raw uint32 bits,

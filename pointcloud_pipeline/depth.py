@@ -146,7 +146,8 @@ def cloud_fields(with_color: bool) -> tuple[PointFieldSpec, ...]:
 
 @dataclass(frozen=True)
 class Cloud:
-    """A point cloud laid out as ``sensor_msgs/PointCloud2`` data (little-endian).
+    """A point cloud laid out as ``sensor_msgs/PointCloud2`` data (``is_bigendian`` False: the
+    kernel writes in native byte order, and every ROS 2 tier-1 platform is little-endian).
 
     data: 1-D uint8 of exactly ``height * row_step`` bytes (a view into ``out`` when given);
     organized clouds are ``height x width`` (image rows/columns after decimation), dense ones

@@ -382,12 +382,14 @@ def test_same_bytes_for_any_thread_count(seven_scenes, kwargs):
         np.testing.assert_array_equal(data, results[0])
 
 
-@pytest.mark.parametrize('kind', ['numpy', 'bytearray', 'array'])
+@pytest.mark.parametrize('kind', ['numpy', 'unaligned numpy', 'bytearray', 'array'])
 def test_out_buffer_is_reused(seven_scenes, kind):
     (_, first, _), (_, second, _) = seven_scenes[:2]
     size = max_cloud_bytes(first.shape)
     assert size == 480 * 640 * 16
-    out = {'numpy': lambda: np.empty(size + 32, np.uint8), 'bytearray': lambda: bytearray(size),
+    out = {'numpy': lambda: np.empty(size + 32, np.uint8),
+           'unaligned numpy': lambda: np.empty(size + 3, np.uint8)[3:],  # float32 misaligned
+           'bytearray': lambda: bytearray(size),
            'array': lambda: array('B', bytes(size))}[kind]()
     base = np.frombuffer(out, np.uint8)
     for depth in (first, second):
