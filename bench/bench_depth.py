@@ -81,8 +81,9 @@ def main(quick=False):
         rows.append([f'{width}x{height}', f'{nbytes / 1e6:.1f}', ms(one), ms(every),
                      ms(numpy_ref), ms(floor), f'{every / floor:.2f}',
                      f'{numpy_ref / every:.1f}', f'{one / every:.2f}'])
+    wait_policy = os.environ.get('OMP_WAIT_POLICY', 'unset')
     print_table(f'depth_to_cloud, organized XYZ, uint16 ({source}); {all_threads} threads = '
-                f'all; ms = median of {repeat}',
+                f'all; OMP_WAIT_POLICY={wait_policy}; ms = median of {repeat}',
                 ['size', 'MB out', 'kernel_1', f'kernel_{all_threads}', 'numpy', 'memcpy',
                  'all/memcpy', 'numpy/all', '1/all'], rows)
     variants_at_vga(repeat)
