@@ -17,8 +17,12 @@ branches in the per-point loops):
 3. scatter: each chunk copies (key, column) into the row buckets (a counting sort by row).
 4. render: output rows are dealt out to threads (static schedule); a thread clears its output
    row, reduces the row's bucket into a ``cols``-cell scratch row of its own (max key, count,
-   list of occupied columns), then writes the occupied pixels and resets those cells. Max and count do not depend
-   on the order of the points, so any thread count gives the same bytes.
+   list of occupied columns), then writes the occupied pixels and resets those cells. Max and
+   count do not depend on the order of the points, so any thread count gives the same bytes.
+
+The (z, intensity) key: both float32 values mapped to uint32 so that integer order is float
+order (z in the high half), so "highest point, ties broken by the largest intensity" is one
+integer maximum.
 """
 from cython.parallel cimport prange, threadid
 from libc.math cimport INFINITY
