@@ -69,14 +69,12 @@ def reference_bev_points(points, grid, transform=None, dtype=np.uint8):
                          dtype)
 
 
-def python_loop_bev(points, grid):
+def python_loop_maps(points, grid):
     """The classic per-point Python loop (as in the scripts the kernel replaces): one pass over
-    the points filling height, intensity and count maps, then the density formula. uint8 result
-    equal to :func:`reference_bev_points` for untransformed N x 4 input."""
+    the points filling height, intensity and count maps (rows x cols)."""
     rows, cols = grid.rows, grid.cols
     x_min, y_min = grid.x_range[0], grid.y_range[0]
     z_min, z_max = grid.z_range
-    i_min, i_max = grid.intensity_range
     cells_per_metre = 1.0 / grid.resolution
     height_map = np.zeros((rows, cols))
     intensity_map = np.zeros((rows, cols))
@@ -93,6 +91,13 @@ def python_loop_bev(points, grid):
             height_map[row, col] = z
             intensity_map[row, col] = intensity
         count_map[row, col] += 1
+    return height_map, intensity_map, count_map
+
+
+def maps_to_image(height_map, intensity_map, count_map, grid):
+    """The classic scripts' vectorised second step: normalise the maps into a uint8 image."""
+    z_min, z_max = grid.z_range
+    i_min, i_max = grid.intensity_range
     occupied = count_map > 0
     height = np.minimum((height_map - z_min) * (1.0 / (z_max - z_min)), 1.0)
     intensity = np.clip((intensity_map - i_min) * (1.0 / (i_max - i_min)), 0.0, 1.0)
@@ -100,3 +105,9 @@ def python_loop_bev(points, grid):
     image = np.stack([intensity, height, density], axis=-1)
     image[~occupied] = 0.0
     return np.floor(image * 255.0 + 0.5).astype(np.uint8)
+
+
+def python_loop_bev(points, grid):
+    """uint8 BEV image by the per-point loop; equal to :func:`reference_bev_points` for
+    untransformed N x 4 input."""
+    return maps_to_image(*python_loop_maps(points, grid), grid)
