@@ -53,15 +53,26 @@ class ScanError(ValueError):
     """A scan file that cannot be turned into an image (the message says why)."""
 
 
-def read_kitti_scan(path):
-    """N x 4 float32 points of a KITTI velodyne .bin file; ScanError when it is not one."""
-    size = os.path.getsize(path)
-    if size == 0:
-        raise ScanError('empty file')
-    if size % KITTI_POINT_BYTES:
-        raise ScanError(f'size {size} bytes is not a multiple of {KITTI_POINT_BYTES} '
-                        '(float32 x, y, z, reflectance per point)')
-    points = np.fromfile(path, dtype='<f4').reshape(-1, 4)
+def read_kitti_scan(path, buffer=None):
+    """N x 4 float32 points of a KITTI velodyne .bin file; ScanError when it is not one.
+
+    buffer: optional bytearray to read into (grown as needed) and return a view of, so a worker
+    reuses one buffer instead of mapping fresh pages for every scan.
+    """
+    with open(path, 'rb') as file:
+        size = os.fstat(file.fileno()).st_size
+        if size == 0:
+            raise ScanError('empty file')
+        if size % KITTI_POINT_BYTES:
+            raise ScanError(f'size {size} bytes is not a multiple of {KITTI_POINT_BYTES} '
+                            '(float32 x, y, z, reflectance per point)')
+        if buffer is None:
+            buffer = bytearray(size)
+        elif len(buffer) < size:
+            buffer.extend(bytes(size - len(buffer)))
+        if file.readinto(memoryview(buffer)[:size]) != size:
+            raise ScanError('file shrank while being read')
+    points = np.frombuffer(buffer, dtype='<f4', count=size // 4).reshape(-1, 4)
     if not np.isfinite(points).all():
         bad = np.flatnonzero(~np.isfinite(points).all(axis=1))
         raise ScanError(f'{bad.size} of {len(points)} points have non-finite values '
@@ -106,7 +117,9 @@ def render_scan(job, scan):
     if not job.overwrite and target.exists():
         return str(scan), SKIPPED, 'output exists'
     try:
-        points = read_kitti_scan(scan)
+        if not hasattr(_buffers, 'scan'):
+            _buffers.scan = bytearray()
+        points = read_kitti_scan(scan, _buffers.scan)
         image = getattr(_buffers, 'image', None)
         if image is None or image.shape != job.grid.shape:
             image = _buffers.image = np.empty(job.grid.shape, np.uint8)
