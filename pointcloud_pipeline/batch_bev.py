@@ -35,7 +35,8 @@ from pointcloud_pipeline.bev import BevGrid, bev_image
 
 KITTI_POINT_BYTES = 16  # float32 little-endian x, y, z, reflectance
 # No PNG row filter + run-length zlib: measured fastest and smallest for sparse BEV images
-# (11 ms and 72 kB for a 1600 x 1600 KITTI BEV, vs 14 ms and 96 kB with OpenCV's defaults).
+# (1600 x 1600 BEV of KITTI scan 000000: 11 ms and 91 kB, vs 14 ms and 125 kB with OpenCV's
+# defaults).
 PNG_PARAMS = (cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE,
               cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE)
 EXECUTORS = ('threads', 'processes')
