@@ -305,6 +305,14 @@ def run(args):
         else:
             pending.append(scan)
 
+    if pending:
+        try:
+            args.output_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            for scan in pending:
+                report(scan, f'cannot create {args.output_dir}: {error.strerror or error}')
+            pending = []
+
     interrupted = False
     progress = tqdm(total=len(pending), unit='file', desc='bev', file=sys.stderr,
                     disable=True if args.no_progress else None,  # None: only on a terminal
@@ -320,7 +328,6 @@ def run(args):
         progress.update(len(results))
 
     if pending:
-        args.output_dir.mkdir(parents=True, exist_ok=True)
         batch_size = args.batch_size or default_batch_size(len(pending), args.workers)
         batches = batches_of(pending, batch_size)
         try:

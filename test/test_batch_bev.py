@@ -161,6 +161,17 @@ def test_unwritable_output_is_reported_and_leaves_no_temp_file(scans_dir, tmp_pa
     assert '1 written, 0 skipped (output exists), 1 failed' in captured.out
 
 
+def test_output_dir_that_cannot_be_created_fails_every_scan(scans_dir, tmp_path, capsys):
+    not_a_dir = tmp_path / 'file'
+    not_a_dir.write_text('')
+    code = batch_bev.main([str(scans_dir / '000000.bin'), str(scans_dir / '000001.bin'),
+                           '-o', str(not_a_dir / 'bev'), '--no-progress'])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert captured.err.count('cannot create') == 2
+    assert '0 written, 0 skipped (output exists), 2 failed' in captured.out
+
+
 def test_same_stem_in_two_directories_is_reported(scans_dir, tmp_path, capsys):
     other = tmp_path / 'other'
     other.mkdir()

@@ -240,6 +240,13 @@ def test_memory_mapped_kitti_file_is_read_in_place(shared_data, kitti_scans):
     np.testing.assert_array_equal(image, bev_image(kitti_scans['000000.bin']))
 
 
+def test_read_only_array_is_accepted(kitti_scans):
+    points = kitti_scans['000000.bin']
+    read_only = np.frombuffer(points.tobytes(), np.float32).reshape(-1, 4)
+    assert not read_only.flags.writeable
+    np.testing.assert_array_equal(bev_image(read_only), bev_image(points))
+
+
 def test_buffer_may_be_longer_than_the_points():
     points = random_cloud(5, n=100)
     data = pointcloud2_bytes(points, 16, (0, 4, 8, 12)) + bytes(64)
