@@ -56,6 +56,8 @@ setup(
     extras_require={'test': ['pytest']},
     entry_points={
         'console_scripts': [
+            'pointcloud_pipeline = pointcloud_pipeline.cli:main',
+            'bev_batch = pointcloud_pipeline.batch_bev:main',
         ],
     },
 )
