@@ -58,6 +58,7 @@ setup(
     extras_require={'test': ['pytest']},
     entry_points={
         'console_scripts': [
+            'depth_estimator_node = pointcloud_pipeline.depth_estimator_node:main',
         ],
     },
 )
