@@ -44,9 +44,9 @@ class DepthEstimatorNode(Node):
         try:
             self._configure()
         except (FileNotFoundError, ValueError, RuntimeError, OSError) as exc:
-            self.get_logger().fatal(f'cannot start: {exc}')
-            self.destroy_node()
-            raise StartupError(str(exc)) from None
+            self._fail_startup(str(exc))
+        except Exception as exc:  # anything else: still one clear line, no traceback
+            self._fail_startup(f'{type(exc).__name__}: {exc}')
 
         self._counts = dict.fromkeys(
             ('received', 'processed', 'dropped_busy', 'dropped_rate', 'bad_frames', 'errors'), 0)
@@ -72,6 +72,11 @@ class DepthEstimatorNode(Node):
         self._worker.start()
 
     # -- setup -----------------------------------------------------------------------------
+
+    def _fail_startup(self, reason):
+        self.get_logger().fatal(f'cannot start: {reason}')
+        self.destroy_node()
+        raise StartupError(reason) from None
 
     def _declare_parameters(self):
         def text(description):
@@ -124,7 +129,11 @@ class DepthEstimatorNode(Node):
             f'{self._estimator.input_name} {self._estimator.input_shape}, output '
             f'{self._estimator.output_name}, {profile.output_kind}) on tinygrad device '
             f'{self._estimator.device}')
-        seconds = self._estimator.warm_up()
+        try:
+            seconds = self._estimator.warm_up()
+        except Exception as exc:  # e.g. an ONNX operator tinygrad does not implement
+            raise RuntimeError(f'the model does not run in tinygrad (warm-up failed): '
+                               f'{type(exc).__name__}: {exc}') from None
         self.get_logger().info(f'warm-up (compile + JIT capture) took {seconds:.2f} s')
 
     # -- callbacks (executor threads) ------------------------------------------------------

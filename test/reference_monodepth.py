@@ -151,6 +151,20 @@ def build_two_input_model(path, height, width):
     onnx.save(model, str(path))
 
 
+def build_unsupported_op_model(path, height, width):
+    """A valid ONNX model using an operator tinygrad 0.14 does not implement (Det)."""
+    nodes = [helper.make_node('Det', ['input'], ['depth'])]
+    tensor = helper.make_tensor_value_info
+    model = helper.make_model(
+        helper.make_graph(nodes, 'unsupported',
+                          [tensor('input', TensorProto.FLOAT, [1, 3, height, width])],
+                          [tensor('depth', TensorProto.FLOAT, [1, 3])]),
+        opset_imports=[helper.make_opsetid('', 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
 def onnxruntime_session(path, threads=None):
     """An onnxruntime CPU session (the reference implementation)."""
     import onnxruntime as ort

@@ -21,7 +21,8 @@ from pointcloud_pipeline.depth_estimator_node import DepthEstimatorNode, Startup
 from pointcloud_pipeline.messages import array_to_image, image_to_array, set_data
 from pointcloud_pipeline.monodepth import load_profile, postprocess, preprocess
 from reference_monodepth import (
-    build_encoder_decoder, onnxruntime_session, tinygrad_unavailable_reason)
+    build_encoder_decoder, build_unsupported_op_model, onnxruntime_session,
+    tinygrad_unavailable_reason)
 from ros_helpers import Collector, spinning, wait_for_subscribers, wait_until
 
 pytestmark = [pytest.mark.ros,
@@ -214,9 +215,11 @@ def run_node_process(*ros_args, timeout=TIMEOUT):
 
 
 @pytest.mark.parametrize('case', ['missing_model', 'no_model_path', 'profile_mismatch',
-                                  'unknown_profile'])
+                                  'unknown_profile', 'unsupported_operator'])
 def test_node_process_exits_nonzero_with_a_clear_message(case, model, tmp_path):
     path, profile = model
+    unsupported = tmp_path / 'det.onnx'
+    build_unsupported_op_model(unsupported, 240, 320)
     args, message = {
         'missing_model': (['-p', f'model_path:={tmp_path}/missing.onnx'],
                           f'model file not found: {tmp_path}/missing.onnx'),
@@ -226,6 +229,9 @@ def test_node_process_exits_nonzero_with_a_clear_message(case, model, tmp_path):
                              r'\(1, 3, 240, 320\) .* mismatch on axis 2'),
         'unknown_profile': (['-p', f'model_path:={path}', '-p', 'profile:=midas_v9'],
                             "no model profile named 'midas_v9'"),
+        'unsupported_operator': (['-p', f'model_path:={unsupported}', '-p', f'profile:={profile}'],
+                                 r"the model does not run in tinygrad \(warm-up failed\): "
+                                 "NotImplementedError: op='Det' is not supported"),
     }[case]
     result = run_node_process(*args)
     output = result.stdout + result.stderr
