@@ -25,8 +25,9 @@ extensions = [
 
 
 def installed(subdir, pattern):
-    """(install dir, files) for data_files; share/<package>/<subdir>."""
-    return (os.path.join('share', package_name, subdir), sorted(glob(os.path.join(subdir, pattern))))
+    """(install dir, files) for data_files; share/<package>/<subdir> (files only, not folders)."""
+    files = sorted(f for f in glob(os.path.join(subdir, pattern)) if os.path.isfile(f))
+    return (os.path.join('share', package_name, subdir), files)
 
 
 setup(
@@ -45,6 +46,7 @@ setup(
         ('share/' + package_name, ['package.xml']),
         installed('launch', '*.launch.py'),
         installed('config', '*'),
+        installed(os.path.join('config', 'models'), '*.yaml'),
         installed('rviz', '*.rviz'),
     ],
     install_requires=['setuptools'],
@@ -56,6 +58,9 @@ setup(
     extras_require={'test': ['pytest']},
     entry_points={
         'console_scripts': [
+            'pointcloud_pipeline = pointcloud_pipeline.cli:main',
+            'bev_batch = pointcloud_pipeline.batch_bev:main',
+            'depth_estimator_node = pointcloud_pipeline.depth_estimator_node:main',
             'pipeline_node = pointcloud_pipeline.pipeline_node:main',
             'bev_node = pointcloud_pipeline.bev_node:main',
             'synthetic_camera_node = pointcloud_pipeline.synthetic_camera_node:main',

@@ -14,6 +14,7 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 sys.path.insert(1, str(BENCH_DIR.parent))
+sys.path.insert(2, str(BENCH_DIR.parent / 'test'))
 
 
 def main():
