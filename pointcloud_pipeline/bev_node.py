@@ -17,6 +17,7 @@ from rcl_interfaces.msg import SetParametersResult
 from sensor_msgs.msg import Image, PointCloud2
 from std_msgs.msg import Header
 
+from .allocator import keep_large_buffers
 from .bev import bev_image_from_buffer
 from .diagnostics import DiagnosticsReporter, FrameStatistics
 from .frames import FrameError, cloud_layout
@@ -135,6 +136,7 @@ class BevNode(Node):
 
 
 def main(args=None):
+    keep_large_buffers()
     rclpy.init(args=args)
     node = None
     try:

@@ -65,7 +65,7 @@ def camera_model(info, use_projection_matrix=True):
                                                  np.asarray(info.p, dtype=np.float64),
                                                  use_projection_matrix=use_projection_matrix)
     except ValueError as error:
-        raise FrameError('bad_camera_info', f'camera_info: {error}') from None
+        raise FrameError('bad_camera_info', str(error)) from None
     return CameraModel(intrinsics, width, height)
 
 

@@ -3,8 +3,9 @@
 Subscribes
 - ``depth/image_rect`` (sensor_msgs/Image: 16UC1 / mono16 in ``depth_scale`` metres per unit,
   32FC1 in metres),
-- ``depth/camera_info`` (sensor_msgs/CameraInfo; the latest valid one is used; QoS "best
-  available", so latched (transient-local) publishers deliver their last message too),
+- ``depth/camera_info`` (sensor_msgs/CameraInfo; the latest valid one is used; best effort, so
+  any publisher matches, plus a transient-local subscription once a latched publisher appears,
+  so its last message is received too),
 - ``rgb/image_rect_color`` (rgb8/bgr8/rgba8/bgra8/mono8, registered to depth) when ``use_rgb``,
   paired with depth by stamp (exact, or within ``sync_slop`` seconds).
 Publishes
@@ -23,11 +24,12 @@ import time
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import QoSPresetProfiles
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rcl_interfaces.msg import SetParametersResult
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
+from .allocator import keep_large_buffers
 from .bev import bev_image_from_buffer
 from .depth import POINT_STEP, depth_to_cloud, max_cloud_bytes
 from .diagnostics import DiagnosticsReporter, FrameStatistics
@@ -123,8 +125,13 @@ class PipelineNode(Node):
 
         self.points_publisher = self.create_publisher(PointCloud2, 'points', profile)
         self.bev_publisher = self.create_publisher(Image, 'bev/image', profile)
+        # camera_info: best effort + volatile matches every publisher; a latched
+        # (transient-local) publisher's last message needs a transient-local subscription,
+        # which a volatile publisher would refuse, so it is made only when one is seen.
         self.create_subscription(CameraInfo, 'depth/camera_info', self._on_camera_info,
-                                 QoSPresetProfiles.BEST_AVAILABLE.value)
+                                 QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT))
+        self._latched_info_subscription = None
+        self._latched_info_timer = self.create_timer(0.5, self._watch_for_latched_camera_info)
         self.create_subscription(Image, 'depth/image_rect', self._on_depth, profile)
         if self.use_rgb:
             self.create_subscription(Image, 'rgb/image_rect_color', self._on_color, profile)
@@ -188,6 +195,18 @@ class PipelineNode(Node):
         except Exception as error:  # noqa: BLE001 - nothing may escape a callback
             self.statistics.count_event('camera_info_rejected')
             self._warn('internal_error', f'ignoring camera_info: {error!r}')
+
+    def _watch_for_latched_camera_info(self):
+        topic = self.resolve_topic_name('depth/camera_info')
+        for publisher in self.get_publishers_info_by_topic(topic):
+            qos = publisher.qos_profile
+            if qos.durability == DurabilityPolicy.TRANSIENT_LOCAL:
+                self._latched_info_subscription = self.create_subscription(
+                    CameraInfo, 'depth/camera_info', self._on_camera_info,
+                    QoSProfile(depth=1, reliability=qos.reliability,
+                               durability=DurabilityPolicy.TRANSIENT_LOCAL))
+                self._latched_info_timer.cancel()
+                return
 
     def _wanted(self):
         """(cloud wanted, BEV wanted): someone subscribes to the output."""
@@ -255,11 +274,9 @@ class PipelineNode(Node):
                 check_color_matches(color.shape, depth.shape, settings.resize_rgb)
                 color_encoding = color_msg.encoding
             want_cloud, want_bev = self._wanted()
-            if settings.organized:
-                out = self._cloud_buffer.view(max_cloud_bytes(
-                    depth.shape, settings.decimation_x, settings.decimation_y))
-            else:
-                out = self._cloud_buffer.view(max_cloud_bytes(depth.shape, 1, 1))
+            # organized: exactly the cloud (one copy into the message); dense: an upper bound
+            out = self._cloud_buffer.view(max_cloud_bytes(
+                depth.shape, settings.decimation_x, settings.decimation_y))
             cloud = depth_to_cloud(
                 depth, camera.intrinsics, depth_scale=settings.depth_scale,
                 min_range=settings.min_range, max_range=settings.max_range,
@@ -293,6 +310,7 @@ class PipelineNode(Node):
 
 
 def main(args=None):
+    keep_large_buffers()
     rclpy.init(args=args)
     node = None
     try:

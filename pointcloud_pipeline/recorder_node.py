@@ -21,6 +21,7 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import Image, PointCloud2
 
+from .allocator import keep_large_buffers
 from .diagnostics import FrameStatistics
 from .messages import image_to_array, pointcloud2_points
 from .parameters import QOS_CHOICES, ParameterDeclarer, qos_profile
@@ -171,6 +172,7 @@ def _number(text):
 
 
 def main(args=None):
+    keep_large_buffers()
     rclpy.init(args=args)
     node = None
     exit_code = 1

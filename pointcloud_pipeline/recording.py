@@ -23,6 +23,9 @@ def write_atomically(path, write):
     os.close(handle)
     try:
         write(temporary)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp's 0600 -> what open() would give
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):

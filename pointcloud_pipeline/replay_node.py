@@ -19,6 +19,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
+from .allocator import keep_large_buffers
 from .messages import array_to_image, make_camera_info
 from .parameters import QOS_CHOICES, ParameterDeclarer, qos_profile
 from .replay import BagFrames, RgbdFolder, header_stamp_ns, parse_source, restamp_cdr
@@ -142,6 +143,7 @@ class ReplayNode(Node):
 
 
 def main(args=None):
+    keep_large_buffers()
     rclpy.init(args=args)
     node = None
     try:

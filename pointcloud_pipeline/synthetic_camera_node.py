@@ -13,6 +13,7 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
+from .allocator import keep_large_buffers
 from .image import DEPTH_ENCODINGS
 from .messages import array_to_image, make_camera_info
 from .parameters import QOS_CHOICES, ParameterDeclarer, qos_profile
@@ -92,6 +93,7 @@ class SyntheticCameraNode(Node):
 
 
 def main(args=None):
+    keep_large_buffers()
     rclpy.init(args=args)
     node = None
     try:

@@ -16,6 +16,7 @@ pytestmark = pytest.mark.ros
 
 TIMEOUT = 30.0
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+BEST_EFFORT = ReliabilityPolicy.BEST_EFFORT
 
 
 @pytest.fixture(scope='module')
@@ -41,11 +42,13 @@ class Rig:
         self.node = BevNode(context=context, parameter_overrides=[
             Parameter(name, value=value) for name, value in parameters.items()])
         self.source = Node('cloud_source', context=context)
-        qos = RELIABLE if parameters.get('qos') == 'reliable' else QoSProfile(depth=5)
-        self.publisher = self.source.create_publisher(PointCloud2, 'points', qos)
+        reliable = parameters.get('qos') == 'reliable'
+        self.publisher = self.source.create_publisher(
+            PointCloud2, 'points', RELIABLE if reliable else QoSProfile(depth=5))
         self.images = Collector()
         if subscribe:
-            self.source.create_subscription(Image, 'bev/image', self.images, qos)
+            self.source.create_subscription(Image, 'bev/image', self.images, RELIABLE if reliable
+                                            else QoSProfile(depth=5, reliability=BEST_EFFORT))
 
     def connect(self, subscribed=True):
         assert wait_for_subscribers(self.publisher, timeout=TIMEOUT)

@@ -9,11 +9,10 @@ from pointcloud_pipeline.frames import (FrameError, camera_model, check_camera_m
 from pointcloud_pipeline.image import COLOR_ENCODINGS, DEPTH_ENCODINGS
 
 
-def image(pixels, encoding, step=None, is_bigendian=0, **overrides):
+def image(pixels, image_encoding, **overrides):
     pixels = np.ascontiguousarray(pixels)
-    fields = dict(height=pixels.shape[0], width=pixels.shape[1], encoding=encoding,
-                  is_bigendian=is_bigendian,
-                  step=step if step is not None else pixels.strides[0], data=pixels.tobytes())
+    fields = dict(height=pixels.shape[0], width=pixels.shape[1], encoding=image_encoding,
+                  is_bigendian=0, step=pixels.strides[0], data=pixels.tobytes())
     fields.update(overrides)
     return SimpleNamespace(**fields)
 
@@ -42,7 +41,7 @@ def test_big_endian_depth_is_swapped():
 def test_padded_rows_are_read_through_the_stride():
     padded = np.zeros((3, 6), np.uint16)
     padded[:, :4] = DEPTH
-    msg = image(padded, '16UC1', width=4)
+    msg = image(padded, '16UC1', width=4)  # step stays 12 bytes
     np.testing.assert_array_equal(image_pixels(msg, DEPTH_ENCODINGS, 1 << 20), DEPTH)
 
 

@@ -1,5 +1,6 @@
 """Recorded outputs: atomic files, PLY readable by plyfile, and the recorder node over DDS."""
 import json
+import os
 
 import cv2
 import numpy as np
@@ -24,6 +25,9 @@ def test_ply_round_trip_with_colour(tmp_path):
     np.testing.assert_array_equal(np.stack([vertex['red'], vertex['green'], vertex['blue']], 1),
                                   rgb)
     assert (tmp_path / 'c.ply').read_bytes().startswith(b'ply\nformat binary_little_endian')
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / 'c.ply').stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
 
 
 def test_failed_write_leaves_no_file(tmp_path):
