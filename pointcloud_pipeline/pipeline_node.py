@@ -31,12 +31,12 @@ from std_msgs.msg import Header
 
 from .allocator import keep_large_buffers
 from .bev import bev_image_from_buffer
-from .depth import POINT_STEP, depth_to_cloud, max_cloud_bytes
+from .depth import POINT_STEP, cloud_fields, depth_to_cloud, max_cloud_bytes
 from .diagnostics import DiagnosticsReporter, FrameStatistics
 from .frames import (FrameError, camera_model, check_camera_matches, check_color_matches,
                      image_pixels)
 from .image import COLOR_ENCODINGS, DEPTH_ENCODINGS
-from .messages import MessageBuffer, cloud_to_pointcloud2, pixels_to_image
+from .messages import MessageBuffer, SerializedPointCloud2, pixels_to_image
 from .node_settings import PipelineSettings
 from .parameters import QOS_CHOICES, ParameterDeclarer, qos_profile
 from .sync import StampSynchronizer
@@ -71,7 +71,8 @@ def declare_pipeline_parameters(params):
     d('decimation_x', 1, 'keep every n-th column', value_range=(1, 64))
     d('decimation_y', 1, 'keep every n-th row', value_range=(1, 64))
     d('organized', True, 'width x height cloud with NaN for invalid pixels (else dense)')
-    d('threads', 0, 'kernel threads (0: all cores)', value_range=(0, 256))
+    d('threads', 1, 'kernel threads (0: all cores); 1 is fastest when other processes share '
+      'the cores', value_range=(0, 256))
     d('frame_id', '', "frame of the cloud ('' = the depth image's)")
     d('bev.enable', True, 'publish bev/image')
     d('bev.x_range', [0.0, 10.0], 'metres forward covered [min, max]')
@@ -113,7 +114,7 @@ class PipelineNode(Node):
         self._warners = {}
         self._camera_info = None
         self._camera = None
-        self._cloud_buffer = MessageBuffer()
+        self._serialized = SerializedPointCloud2()
         self._bev_buffer = MessageBuffer()
         self._unmatched_seen = {'depth': 0, 'color': 0}
         self.sync = None
@@ -274,9 +275,10 @@ class PipelineNode(Node):
                 check_color_matches(color.shape, depth.shape, settings.resize_rgb)
                 color_encoding = color_msg.encoding
             want_cloud, want_bev = self._wanted()
-            # organized: exactly the cloud (one copy into the message); dense: an upper bound
-            out = self._cloud_buffer.view(max_cloud_bytes(
-                depth.shape, settings.decimation_x, settings.decimation_y))
+            frame_id = settings.frame_id or depth_msg.header.frame_id
+            out = self._serialized.data_view(
+                frame_id, cloud_fields(color is not None),
+                max_cloud_bytes(depth.shape, settings.decimation_x, settings.decimation_y))
             cloud = depth_to_cloud(
                 depth, camera.intrinsics, depth_scale=settings.depth_scale,
                 min_range=settings.min_range, max_range=settings.max_range,
@@ -293,10 +295,8 @@ class PipelineNode(Node):
             self._warn('conversion_error', f'dropped a frame: {error}')
             return
         stamp = depth_msg.header.stamp
-        if want_cloud:
-            header = Header(stamp=stamp, frame_id=settings.frame_id or depth_msg.header.frame_id)
-            self.points_publisher.publish(
-                cloud_to_pointcloud2(cloud, header, self._cloud_buffer))
+        if want_cloud:  # serialized in place: see messages.SerializedPointCloud2
+            self.points_publisher.publish(self._serialized.serialize(cloud, stamp))
         if want_bev:
             grid = settings.bev_grid
             pixels = self._bev_buffer.view(grid.rows * grid.cols * 3).reshape(grid.shape)

@@ -126,3 +126,53 @@ def test_pointcloud2_points_skips_row_padding_and_rejects_bad_sizes():
     msg.row_step, msg.point_step = 40, 8
     with pytest.raises(ValueError, match='does not fit'):
         pointcloud2_points(msg, ['z'])
+
+
+@pytest.mark.parametrize('frame_id', ['', 'c', 'cam', 'camera_depth_optical_frame'])
+@pytest.mark.parametrize('with_rgb', [False, True])
+@pytest.mark.parametrize('dense', [False, True])
+def test_serialized_cloud_matches_rclpy_serialization(frame_id, with_rgb, dense):
+    """Same length as rclpy's serialization and the same message after a round trip (rclpy
+    leaves alignment padding uninitialised, so the bytes themselves cannot be compared)."""
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import PointCloud2
+
+    from pointcloud_pipeline.messages import SerializedPointCloud2
+    fields = XYZ_FIELDS + ([SimpleNamespace(name='rgb', offset=12, datatype=7, count=1)]
+                           if with_rgb else [])
+    serializer = SerializedPointCloud2()
+    view = serializer.data_view(frame_id, fields, 10 * 16)
+    points = np.random.default_rng(3).normal(size=(7, 4)).astype(np.float32)
+    view[:7 * 16] = points.view(np.uint8).ravel()
+    height, width = (1, 7) if dense else (7, 1)
+    cloud = SimpleNamespace(data=view[:7 * 16], width=width, height=height, point_step=16,
+                            row_step=16 * width, is_dense=dense, fields=fields)
+    stamp = SimpleNamespace(sec=1234, nanosec=999)
+    raw = serializer.serialize(cloud, stamp)
+    expected = PointCloud2(height=height, width=width, point_step=16, row_step=16 * width,
+                           is_dense=dense, is_bigendian=False, fields=point_fields(fields))
+    expected.header.frame_id = frame_id
+    expected.header.stamp.sec, expected.header.stamp.nanosec = 1234, 999
+    expected.data = points.tobytes()
+    assert len(raw) == len(serialize_message(expected))
+    assert deserialize_message(raw, PointCloud2) == expected
+
+
+def test_serialized_cloud_copies_foreign_data_and_rebuilds_for_a_new_frame():
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import PointCloud2
+
+    from pointcloud_pipeline.messages import SerializedPointCloud2
+    serializer = SerializedPointCloud2()
+    serializer.data_view('a', XYZ_FIELDS, 64)
+    cloud = xyz_cloud(np.full((4, 3), 2.0, np.float32))  # its own buffer
+    msg = deserialize_message(serializer.serialize(cloud, SimpleNamespace(sec=1, nanosec=0)),
+                              PointCloud2)
+    assert msg.header.frame_id == 'a' and np.frombuffer(msg.data, np.float32)[0] == 2.0
+    serializer.data_view('another_frame', XYZ_FIELDS, 64)
+    msg = deserialize_message(serializer.serialize(cloud, SimpleNamespace(sec=1, nanosec=0)),
+                              PointCloud2)
+    assert msg.header.frame_id == 'another_frame'
+    with pytest.raises(ValueError, match='exceeds'):
+        serializer.serialize(xyz_cloud(np.zeros((5, 3), np.float32)),
+                             SimpleNamespace(sec=0, nanosec=0))
