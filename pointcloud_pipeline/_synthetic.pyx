@@ -49,100 +49,101 @@ def render(const double[:, ::1] world_from_optical, double fx, double fy, double
     cdef double v, base_x, base_y, base_z, dx, dy, dz, ix, iy, iz
     cdef double t, best, t_near, t_far, t1, t2, hx, hy, light, depth
 
-    for row in prange(height, nogil=True, schedule='static', num_threads=threads):
-        v = (row - cy) / fy
-        base_x = r01 * v + r02 - cx * step_x
-        base_y = r11 * v + r12 - cx * step_y
-        base_z = r21 * v + r22 - cx * step_z
-        # (1) leave the room through a wall, the floor or the open top
-        for col in range(width):
-            dx = base_x + col * step_x
-            dy = base_y + col * step_y
-            dz = base_z + col * step_z
-            best = ((room[3] if dx > 0 else room[0]) - ox) / dx
-            surface = 2 if dx > 0 else 1
-            axis = 0
-            t = ((room[4] if dy > 0 else room[1]) - oy) / dy
-            if t < best:
-                best = t
-                surface = 4 if dy > 0 else 3
-                axis = 1
-            t = ((room[5] if dz > 0 else room[2]) - oz) / dz
-            if t < best:
-                best = t
-                surface = SKY if dz > 0 else 0
-                axis = 2
-            hit_depth[row, col] = <float>best
-            hit_surface[row, col, 0] = <signed char>surface
-            hit_surface[row, col, 1] = <signed char>axis
-        # (2) boxes in front of that, only over the columns each box can cover
-        for b in range(box_count):
-            if row < box_pixels[b, 0] or row > box_pixels[b, 1]:
-                continue
-            first_col = box_pixels[b, 2]
-            last_col = box_pixels[b, 3]
-            for col in range(first_col, last_col + 1):
+    with nogil:
+        for row in prange(height, schedule='static', num_threads=threads):
+            v = (row - cy) / fy
+            base_x = r01 * v + r02 - cx * step_x
+            base_y = r11 * v + r12 - cx * step_y
+            base_z = r21 * v + r22 - cx * step_z
+            # (1) leave the room through a wall, the floor or the open top
+            for col in range(width):
                 dx = base_x + col * step_x
                 dy = base_y + col * step_y
                 dz = base_z + col * step_z
-                ix = 1.0 / dx
-                iy = 1.0 / dy
-                iz = 1.0 / dz
-                t1 = (boxes[b, 0] - ox) * ix
-                t2 = (boxes[b, 3] - ox) * ix
-                t_near = t1 if t1 < t2 else t2
-                t_far = t2 if t1 < t2 else t1
+                best = ((room[3] if dx > 0 else room[0]) - ox) / dx
+                surface = 2 if dx > 0 else 1
                 axis = 0
-                t1 = (boxes[b, 1] - oy) * iy
-                t2 = (boxes[b, 4] - oy) * iy
-                if t1 > t2:
-                    t1, t2 = t2, t1
-                if t1 > t_near:
-                    t_near = t1
+                t = ((room[4] if dy > 0 else room[1]) - oy) / dy
+                if t < best:
+                    best = t
+                    surface = 4 if dy > 0 else 3
                     axis = 1
-                if t2 < t_far:
-                    t_far = t2
-                t1 = (boxes[b, 2] - oz) * iz
-                t2 = (boxes[b, 5] - oz) * iz
-                if t1 > t2:
-                    t1, t2 = t2, t1
-                if t1 > t_near:
-                    t_near = t1
+                t = ((room[5] if dz > 0 else room[2]) - oz) / dz
+                if t < best:
+                    best = t
+                    surface = SKY if dz > 0 else 0
                     axis = 2
-                if t2 < t_far:
-                    t_far = t2
-                if t_near <= t_far and t_near > 0 and t_near < hit_depth[row, col]:
-                    hit_depth[row, col] = <float>t_near
-                    hit_surface[row, col, 0] = <signed char>(5 + b)
-                    hit_surface[row, col, 1] = <signed char>axis
-        # (3) depth in millimetres and the shaded colour
-        for col in range(width):
-            best = hit_depth[row, col]
-            surface = hit_surface[row, col, 0]
-            depth = best * 1000.0
-            if surface == SKY or best > max_depth or depth >= 65535.0:
-                depth_mm[row, col] = 0
-            else:
-                depth_mm[row, col] = <unsigned short>(depth + 0.5)
-            if not with_color:
-                continue
-            if surface == SKY:
-                rgb[row, col, 0] = 200
-                rgb[row, col, 1] = 215
-                rgb[row, col, 2] = 235
-                continue
-            dx = base_x + col * step_x
-            dy = base_y + col * step_y
-            dz = base_z + col * step_z
-            # headlight Lambert shading: cosine between the ray and the face normal
-            axis = hit_surface[row, col, 1]
-            light = fabs(dx if axis == 0 else (dy if axis == 1 else dz))
-            brightness = <int>(90.0 + 166.0 * light / sqrt(dx * dx + dy * dy + dz * dz))
-            if surface == 0:  # 1 m checkerboard floor tiles
-                hx = ox + best * dx
-                hy = oy + best * dy
-                if (<long>floor(hx) + <long>floor(hy)) & 1:
-                    brightness = (brightness * 179) >> 8
-            rgb[row, col, 0] = shade(surface_colors[surface, 0], brightness)
-            rgb[row, col, 1] = shade(surface_colors[surface, 1], brightness)
-            rgb[row, col, 2] = shade(surface_colors[surface, 2], brightness)
+                hit_depth[row, col] = <float>best
+                hit_surface[row, col, 0] = <signed char>surface
+                hit_surface[row, col, 1] = <signed char>axis
+            # (2) boxes in front of that, only over the columns each box can cover
+            for b in range(box_count):
+                if row < box_pixels[b, 0] or row > box_pixels[b, 1]:
+                    continue
+                first_col = box_pixels[b, 2]
+                last_col = box_pixels[b, 3]
+                for col in range(first_col, last_col + 1):
+                    dx = base_x + col * step_x
+                    dy = base_y + col * step_y
+                    dz = base_z + col * step_z
+                    ix = 1.0 / dx
+                    iy = 1.0 / dy
+                    iz = 1.0 / dz
+                    t1 = (boxes[b, 0] - ox) * ix
+                    t2 = (boxes[b, 3] - ox) * ix
+                    t_near = t1 if t1 < t2 else t2
+                    t_far = t2 if t1 < t2 else t1
+                    axis = 0
+                    t1 = (boxes[b, 1] - oy) * iy
+                    t2 = (boxes[b, 4] - oy) * iy
+                    if t1 > t2:
+                        t1, t2 = t2, t1
+                    if t1 > t_near:
+                        t_near = t1
+                        axis = 1
+                    if t2 < t_far:
+                        t_far = t2
+                    t1 = (boxes[b, 2] - oz) * iz
+                    t2 = (boxes[b, 5] - oz) * iz
+                    if t1 > t2:
+                        t1, t2 = t2, t1
+                    if t1 > t_near:
+                        t_near = t1
+                        axis = 2
+                    if t2 < t_far:
+                        t_far = t2
+                    if t_near <= t_far and t_near > 0 and t_near < hit_depth[row, col]:
+                        hit_depth[row, col] = <float>t_near
+                        hit_surface[row, col, 0] = <signed char>(5 + b)
+                        hit_surface[row, col, 1] = <signed char>axis
+            # (3) depth in millimetres and the shaded colour
+            for col in range(width):
+                best = hit_depth[row, col]
+                surface = hit_surface[row, col, 0]
+                depth = best * 1000.0
+                if surface == SKY or best > max_depth or depth >= 65535.0:
+                    depth_mm[row, col] = 0
+                else:
+                    depth_mm[row, col] = <unsigned short>(depth + 0.5)
+                if not with_color:
+                    continue
+                if surface == SKY:
+                    rgb[row, col, 0] = 200
+                    rgb[row, col, 1] = 215
+                    rgb[row, col, 2] = 235
+                    continue
+                dx = base_x + col * step_x
+                dy = base_y + col * step_y
+                dz = base_z + col * step_z
+                # headlight Lambert shading: cosine between the ray and the face normal
+                axis = hit_surface[row, col, 1]
+                light = fabs(dx if axis == 0 else (dy if axis == 1 else dz))
+                brightness = <int>(90.0 + 166.0 * light / sqrt(dx * dx + dy * dy + dz * dz))
+                if surface == 0:  # 1 m checkerboard floor tiles
+                    hx = ox + best * dx
+                    hy = oy + best * dy
+                    if (<long>floor(hx) + <long>floor(hy)) & 1:
+                        brightness = (brightness * 179) >> 8
+                rgb[row, col, 0] = shade(surface_colors[surface, 0], brightness)
+                rgb[row, col, 1] = shade(surface_colors[surface, 1], brightness)
+                rgb[row, col, 2] = shade(surface_colors[surface, 2], brightness)

@@ -8,13 +8,19 @@ import importlib
 import os
 import sys
 
+from builtin_interfaces.msg import Time
 import cv2
 import numpy as np
 import pytest
+from rclpy.serialization import deserialize_message
+from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import Header
 
-from pointcloud_pipeline.depth import CameraIntrinsics, depth_to_cloud
-from pointcloud_pipeline.messages import MessageBuffer, cloud_to_pointcloud2
+from pointcloud_pipeline.depth import CameraIntrinsics, cloud_fields, depth_to_cloud
+from pointcloud_pipeline.messages import (MessageBuffer, SerializedPointCloud2,
+                                          cloud_to_pointcloud2)
+
+INTRINSICS = CameraIntrinsics(585.0, 585.0, 320.0, 240.0)
 
 
 def ros_reader():
@@ -39,16 +45,29 @@ def frame(shared_data):
             cv2.imread(str(folder / 'frame-000000.color.jpg'), cv2.IMREAD_COLOR))
 
 
+def pack(cloud_args, depth, packing):
+    """The cloud as a PointCloud2 the way the node publishes it ('serialized': written in place
+    into the CDR bytes, as pipeline_node does) or through the message API ('message')."""
+    if packing == 'serialized':
+        serializer = SerializedPointCloud2()
+        out = serializer.data_view('camera', cloud_fields(cloud_args['color'] is not None),
+                                   depth.size * 16)
+        cloud = depth_to_cloud(depth, INTRINSICS, out=out, **cloud_args)
+        raw = serializer.serialize(cloud, Time(sec=5, nanosec=6))
+        return cloud, deserialize_message(raw, PointCloud2)
+    buffer = MessageBuffer()
+    cloud = depth_to_cloud(depth, INTRINSICS, out=buffer.view(depth.size * 16), **cloud_args)
+    return cloud, cloud_to_pointcloud2(cloud, Header(frame_id='camera'), buffer)
+
+
+@pytest.mark.parametrize('packing', ['serialized', 'message'])
 @pytest.mark.parametrize('organized', [True, False])
 @pytest.mark.parametrize('with_color', [False, True])
-def test_read_points_numpy_reads_our_clouds(frame, organized, with_color):
+def test_read_points_numpy_reads_our_clouds(frame, organized, with_color, packing):
     point_cloud2 = ros_reader()
     depth, color = frame
-    buffer = MessageBuffer()
-    cloud = depth_to_cloud(depth, CameraIntrinsics(585.0, 585.0, 320.0, 240.0),
-                           organized=organized, color=color if with_color else None,
-                           color_encoding='bgr8', out=buffer.view(depth.size * 16))
-    msg = cloud_to_pointcloud2(cloud, Header(frame_id='camera'), buffer)
+    cloud, msg = pack({'organized': organized, 'color': color if with_color else None,
+                       'color_encoding': 'bgr8'}, depth, packing)
     xyz = point_cloud2.read_points_numpy(msg, field_names=['x', 'y', 'z'])
     np.testing.assert_array_equal(xyz, cloud.xyz().reshape(-1, 3))
     finite = point_cloud2.read_points_numpy(msg, field_names=['x', 'y', 'z'], skip_nans=True)
