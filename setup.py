@@ -61,6 +61,11 @@ setup(
             'pointcloud_pipeline = pointcloud_pipeline.cli:main',
             'bev_batch = pointcloud_pipeline.batch_bev:main',
             'depth_estimator_node = pointcloud_pipeline.depth_estimator_node:main',
+            'pipeline_node = pointcloud_pipeline.pipeline_node:main',
+            'bev_node = pointcloud_pipeline.bev_node:main',
+            'synthetic_camera_node = pointcloud_pipeline.synthetic_camera_node:main',
+            'recorder_node = pointcloud_pipeline.recorder_node:main',
+            'replay_node = pointcloud_pipeline.replay_node:main',
         ],
     },
 )

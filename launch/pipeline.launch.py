@@ -1,0 +1,73 @@
+"""Depth camera -> PointCloud2 + BEV image: the pointcloud_pipeline node (and rviz2).
+
+    ros2 launch pointcloud_pipeline pipeline.launch.py \
+        depth_topic:=/camera/depth/image_rect_raw camera_info_topic:=/camera/depth/camera_info
+
+Arguments: namespace, depth_topic, camera_info_topic, rgb_topic, points_topic, bev_topic,
+params_file (default: the installed config/pipeline.yaml), rviz (true/false),
+use_large_data_profile (true/false: Fast DDS shared memory for multi-MB messages; it confines
+DDS UDP to 127.0.0.1, so use it only when every node of the data path runs on this host).
+"""
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+
+def generate_launch_description():
+    share = FindPackageShare('pointcloud_pipeline')
+    arguments = [
+        DeclareLaunchArgument('namespace', default_value='',
+                              description='namespace of the node and its relative topics'),
+        DeclareLaunchArgument('depth_topic', default_value='depth/image_rect',
+                              description='depth image (16UC1, mono16 or 32FC1)'),
+        DeclareLaunchArgument('camera_info_topic', default_value='depth/camera_info',
+                              description='camera info of the depth image'),
+        DeclareLaunchArgument('rgb_topic', default_value='rgb/image_rect_color',
+                              description='colour image registered to depth (use_rgb: true)'),
+        DeclareLaunchArgument('points_topic', default_value='points',
+                              description='output PointCloud2'),
+        DeclareLaunchArgument('bev_topic', default_value='bev/image',
+                              description='output BEV image (bgr8)'),
+        DeclareLaunchArgument('params_file',
+                              default_value=PathJoinSubstitution([share, 'config',
+                                                                  'pipeline.yaml']),
+                              description='parameters of the pipeline node'),
+        DeclareLaunchArgument('rviz', default_value='false', choices=['true', 'false'],
+                              description='start rviz2 with rviz/pipeline.rviz'),
+        DeclareLaunchArgument('use_large_data_profile', default_value='false',
+                              choices=['true', 'false'],
+                              description='Fast DDS shared-memory profile for large messages '
+                                          '(single host: DDS UDP bound to 127.0.0.1)'),
+    ]
+    large_data_profile = SetEnvironmentVariable(
+        'FASTDDS_DEFAULT_PROFILES_FILE',
+        PathJoinSubstitution([share, 'config', 'fastdds_large_data.xml']),
+        condition=IfCondition(LaunchConfiguration('use_large_data_profile')))
+    pipeline = Node(
+        package='pointcloud_pipeline',
+        executable='pipeline_node',
+        name='pointcloud_pipeline',
+        namespace=LaunchConfiguration('namespace'),
+        parameters=[LaunchConfiguration('params_file')],
+        remappings=[
+            ('depth/image_rect', LaunchConfiguration('depth_topic')),
+            ('depth/camera_info', LaunchConfiguration('camera_info_topic')),
+            ('rgb/image_rect_color', LaunchConfiguration('rgb_topic')),
+            ('points', LaunchConfiguration('points_topic')),
+            ('bev/image', LaunchConfiguration('bev_topic')),
+        ],
+        output='screen',
+    )
+    rviz = Node(
+        package='rviz2',
+        executable='rviz2',
+        name='rviz2',
+        namespace=LaunchConfiguration('namespace'),
+        arguments=['-d', PathJoinSubstitution([share, 'rviz', 'pipeline.rviz'])],
+        condition=IfCondition(LaunchConfiguration('rviz')),
+        output='screen',
+    )
+    return LaunchDescription(arguments + [large_data_profile, pipeline, rviz])
