@@ -181,8 +181,9 @@ def summary(stats, out):
         f"{bev.get('occupied_cells', 0)} occupied",
         f"pipeline node: {pipeline.get('received', 'n/a')} frames in, "
         f"{pipeline.get('published', 'n/a')} out, {pipeline.get('dropped', 'n/a')} dropped; "
-        f"receive->publish p50 {ms(pipeline.get('latency_ms.p50'))}, "
-        f"p99 {ms(pipeline.get('latency_ms.p99'))}",
+        f"receive->cloud published p50 {ms(pipeline.get('latency_ms.p50'))}, "
+        f"p99 {ms(pipeline.get('latency_ms.p99'))}; ->BEV published p50 "
+        f"{ms(pipeline.get('bev_latency_ms.p50'))}",
         f"end to end (camera stamp -> recorder): p50 "
         f"{ms(points.get('latency_ms', {}).get('p50'))}, "
         f"p99 {ms(points.get('latency_ms', {}).get('p99'))}",

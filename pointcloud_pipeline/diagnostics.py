@@ -32,6 +32,8 @@ class FrameStatistics:
         self._clock = clock
         self._lock = threading.Lock()
         self._latencies = collections.deque(maxlen=int(latency_window))
+        self._stage_latencies = collections.defaultdict(
+            lambda: collections.deque(maxlen=int(latency_window)))
         self._received_times = collections.deque(maxlen=100_000)
         self._published_times = collections.deque(maxlen=100_000)
         self._start = clock()
@@ -55,6 +57,12 @@ class FrameStatistics:
             self.published += 1
             self._published_times.append(now)
             self._latencies.append(float(latency_seconds))
+
+    def record_latency(self, stage, latency_seconds):
+        """Latency of one further output of a frame (e.g. ``'bev'`` after the cloud), reported
+        as ``<stage>_latency_ms`` beside the main ``latency_ms``."""
+        with self._lock:
+            self._stage_latencies[stage].append(float(latency_seconds))
 
     def count_skipped(self):
         """One input frame was not converted because no one subscribes to the outputs."""
@@ -83,7 +91,9 @@ class FrameStatistics:
         None until the first frame is published."""
         now = self._clock()
         with self._lock:
-            latencies = np.array(self._latencies, dtype=np.float64) * 1e3
+            series = {'latency_ms': list(self._latencies)}
+            series.update((f'{stage}_latency_ms', list(values))
+                          for stage, values in sorted(self._stage_latencies.items()))
             snapshot = {
                 'received': self.received,
                 'published': self.published,
@@ -94,14 +104,19 @@ class FrameStatistics:
                 'input_rate_hz': self._rate(self._received_times, now),
                 'output_rate_hz': self._rate(self._published_times, now),
             }
-        if latencies.size:
-            p50, p99 = np.percentile(latencies, [50, 99])
-            snapshot['latency_ms'] = {'p50': float(p50), 'p99': float(p99),
-                                      'max': float(latencies.max()),
-                                      'samples': int(latencies.size)}
-        else:
-            snapshot['latency_ms'] = {'p50': None, 'p99': None, 'max': None, 'samples': 0}
+        for name, values in series.items():
+            snapshot[name] = _percentiles_ms(values)
         return snapshot
+
+
+def _percentiles_ms(latencies_seconds):
+    """p50, p99, max (milliseconds) and sample count; None values when there are none."""
+    if not latencies_seconds:
+        return {'p50': None, 'p99': None, 'max': None, 'samples': 0}
+    latencies = np.array(latencies_seconds, dtype=np.float64) * 1e3
+    p50, p99 = np.percentile(latencies, [50, 99])
+    return {'p50': float(p50), 'p99': float(p99), 'max': float(latencies.max()),
+            'samples': int(latencies.size)}
 
 
 def assess(previous, current):

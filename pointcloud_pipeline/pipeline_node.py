@@ -14,7 +14,8 @@ Publishes
   organized (NaN for invalid pixels) or dense; header copied from the depth image;
 - ``bev/image`` (sensor_msgs/Image bgr8: blue intensity, green height, red density), computed
   from the same point buffer after the ``mount.*`` transform into the z-up body frame.
-- ``/diagnostics``: frames in/out/dropped per reason, receive -> publish latency p50/p99.
+- ``/diagnostics``: frames in/out/dropped per reason, latency p50/p99 from receiving the depth
+  image to publishing its cloud (``latency_ms``) and its BEV image (``bev_latency_ms``).
 
 Nothing is converted for an output nobody subscribes to. A bad message is dropped with a
 throttled warning and counted; no exception leaves a callback. Parameters: config/pipeline.yaml.
@@ -295,8 +296,10 @@ class PipelineNode(Node):
             self._warn('conversion_error', f'dropped a frame: {error}')
             return
         stamp = depth_msg.header.stamp
+        latency = None
         if want_cloud:  # serialized in place: see messages.SerializedPointCloud2
             self.points_publisher.publish(self._serialized.serialize(cloud, stamp))
+            latency = time.perf_counter() - received
         if want_bev:
             grid = settings.bev_grid
             pixels = self._bev_buffer.view(grid.rows * grid.cols * 3).reshape(grid.shape)
@@ -306,7 +309,10 @@ class PipelineNode(Node):
             header = Header(stamp=stamp, frame_id=settings.bev_frame_id)
             self.bev_publisher.publish(pixels_to_image(image, 'bgr8', header,
                                                        self._bev_buffer))
-        self.statistics.count_published(time.perf_counter() - received)
+            self.statistics.record_latency('bev', time.perf_counter() - received)
+        # latency: receive -> cloud published (-> BEV published when only the BEV is wanted)
+        self.statistics.count_published(
+            latency if latency is not None else time.perf_counter() - received)
 
 
 def main(args=None):

@@ -145,3 +145,15 @@ def test_reporter_publishes_on_diagnostics(rclpy_context):
     assert float(values['latency_ms.p50']) == pytest.approx(2.0)
     assert received.messages[-1].status[0].level == DiagnosticStatus.STALE  # no new input
     assert reporter.name.endswith(': frames')
+
+
+def test_stage_latencies_are_reported_beside_the_main_latency():
+    stats = FrameStatistics()
+    stats.count_published(0.002)
+    stats.record_latency('bev', 0.005)
+    stats.record_latency('bev', 0.007)
+    snap = stats.snapshot()
+    assert snap['latency_ms']['samples'] == 1
+    assert snap['bev_latency_ms']['samples'] == 2
+    assert snap['bev_latency_ms']['p50'] == pytest.approx(6.0)
+    assert flatten(snap)['bev_latency_ms.max'] == pytest.approx(7.0)
