@@ -3,7 +3,8 @@
     ros2 launch pointcloud_pipeline bev.launch.py points_topic:=/velodyne_points
 
 Arguments: namespace, points_topic, bev_topic, params_file (default: the installed
-config/pipeline.yaml, section bev_node), use_large_data_profile (true/false, single host).
+config/pipeline.yaml, section bev_node), use_large_data_profile (default true:
+config/fastdds_large_data.xml, 64 MiB shared-memory segments for multi-MB messages).
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
@@ -26,9 +27,10 @@ def generate_launch_description():
                               default_value=PathJoinSubstitution([share, 'config',
                                                                   'pipeline.yaml']),
                               description='parameters of the bev node'),
-        DeclareLaunchArgument('use_large_data_profile', default_value='false',
+        DeclareLaunchArgument('use_large_data_profile', default_value='true',
                               choices=['true', 'false'],
-                              description='Fast DDS shared-memory profile (this host only)'),
+                              description='Fast DDS profile with 64 MiB shared-memory segments '
+                                          'for multi-MB messages (config/fastdds_large_data.xml)'),
     ]
     large_data_profile = SetEnvironmentVariable(
         'FASTDDS_DEFAULT_PROFILES_FILE',

@@ -30,11 +30,12 @@ def generate_launch_description():
                               description='start rviz2'),
         DeclareLaunchArgument('use_large_data_profile', default_value='true',
                               choices=['true', 'false'],
-                              description='Fast DDS shared-memory profile (this host only)'),
+                              description='Fast DDS shared-memory profile, DDS confined to this '
+                                          'host (config/fastdds_large_data_loopback.xml)'),
     ]
     large_data_profile = SetEnvironmentVariable(
         'FASTDDS_DEFAULT_PROFILES_FILE',
-        PathJoinSubstitution([share, 'config', 'fastdds_large_data.xml']),
+        PathJoinSubstitution([share, 'config', 'fastdds_large_data_loopback.xml']),
         condition=IfCondition(LaunchConfiguration('use_large_data_profile')))
     camera = Node(
         package='pointcloud_pipeline',

@@ -9,7 +9,7 @@ Wiring (inside ``namespace``): the estimator's ``depth/image`` -> the pipeline's
 ``depth/camera_info``; the cloud comes out on ``points``.
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
@@ -28,11 +28,20 @@ ARGUMENTS = [
     ('namespace', '', 'namespace of both nodes and their depth/points topics'),
     ('rviz', 'false', 'start rviz2 showing the depth image and the point cloud'),
     ('fixed_frame', 'camera_optical_frame', 'rviz2 fixed frame: the camera optical frame id'),
+    ('use_large_data_profile', 'true', 'Fast DDS profile with 64 MiB shared-memory segments for '
+                                       'multi-MB messages (config/fastdds_large_data.xml)'),
 ]
 
 
 def generate_launch_description():
     namespace = LaunchConfiguration('namespace')
+    # estimator -> pipeline carries a 1.2 MB 32FC1 image per VGA frame: with Fast DDS's default
+    # 512 KiB shared-memory segment it goes as fragmented UDP and most frames are lost
+    large_data_profile = SetEnvironmentVariable(
+        'FASTDDS_DEFAULT_PROFILES_FILE',
+        PathJoinSubstitution([FindPackageShare('pointcloud_pipeline'), 'config',
+                              'fastdds_large_data.xml']),
+        condition=IfCondition(LaunchConfiguration('use_large_data_profile')))
     estimator = Node(
         package='pointcloud_pipeline',
         executable='depth_estimator_node',
@@ -77,4 +86,4 @@ def generate_launch_description():
     return LaunchDescription(
         [DeclareLaunchArgument(name, default_value=default, description=description)
          for name, default, description in ARGUMENTS]
-        + [estimator, pipeline, rviz])
+        + [large_data_profile, estimator, pipeline, rviz])

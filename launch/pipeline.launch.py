@@ -5,8 +5,9 @@
 
 Arguments: namespace, depth_topic, camera_info_topic, rgb_topic, points_topic, bev_topic,
 params_file (default: the installed config/pipeline.yaml), rviz (true/false),
-use_large_data_profile (true/false: Fast DDS shared memory for multi-MB messages; it confines
-DDS UDP to 127.0.0.1, so use it only when every node of the data path runs on this host).
+use_large_data_profile (default true: config/fastdds_large_data.xml, Fast DDS shared memory
+with 64 MiB segments for multi-MB messages; UDP to other hosts as usual; false keeps your own
+FASTDDS_DEFAULT_PROFILES_FILE).
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
@@ -37,10 +38,10 @@ def generate_launch_description():
                               description='parameters of the pipeline node'),
         DeclareLaunchArgument('rviz', default_value='false', choices=['true', 'false'],
                               description='start rviz2 with rviz/pipeline.rviz'),
-        DeclareLaunchArgument('use_large_data_profile', default_value='false',
+        DeclareLaunchArgument('use_large_data_profile', default_value='true',
                               choices=['true', 'false'],
-                              description='Fast DDS shared-memory profile for large messages '
-                                          '(single host: DDS UDP bound to 127.0.0.1)'),
+                              description='Fast DDS profile with 64 MiB shared-memory segments '
+                                          'for multi-MB messages (config/fastdds_large_data.xml)'),
     ]
     large_data_profile = SetEnvironmentVariable(
         'FASTDDS_DEFAULT_PROFILES_FILE',

@@ -2,7 +2,8 @@
 
 Used by the tests, the benchmarks and ``make demo``: discovery limited to localhost, a random
 domain id (so concurrent runs do not see each other), logs in a temporary directory, and the
-shared-memory large-data Fast DDS profile whose UDP transport is bound to 127.0.0.1.
+shared-memory large-data Fast DDS profile whose UDP transport is bound to 127.0.0.1
+(``config/fastdds_large_data_loopback.xml``).
 """
 import os
 import random
@@ -12,15 +13,15 @@ PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def large_data_profile_path():
-    """Path of ``fastdds_large_data.xml``: the source tree's, else the installed share/ copy."""
-    source_tree = os.path.join(os.path.dirname(PACKAGE_DIR), 'config', 'fastdds_large_data.xml')
+    """Path of ``fastdds_large_data_loopback.xml``: the source tree's, else the installed share/ copy."""
+    source_tree = os.path.join(os.path.dirname(PACKAGE_DIR), 'config', 'fastdds_large_data_loopback.xml')
     if os.path.isfile(source_tree):
         return source_tree
     from ament_index_python.packages import get_package_share_directory
     installed = os.path.join(
-        get_package_share_directory('pointcloud_pipeline'), 'config', 'fastdds_large_data.xml')
+        get_package_share_directory('pointcloud_pipeline'), 'config', 'fastdds_large_data_loopback.xml')
     if not os.path.isfile(installed):
-        raise FileNotFoundError(f'fastdds_large_data.xml not found at {source_tree} or {installed}')
+        raise FileNotFoundError(f'fastdds_large_data_loopback.xml not found at {source_tree} or {installed}')
     return installed
 
 

@@ -24,6 +24,7 @@ def test_colcon_build_and_test(tmp_path):
     share = prefix / 'share' / 'pointcloud_pipeline'
     assert (share / 'package.xml').is_file()
     assert (share / 'config' / 'fastdds_large_data.xml').is_file()
+    assert (share / 'config' / 'fastdds_large_data_loopback.xml').is_file()
     profiles = sorted(p.name for p in (REPO_ROOT / 'config' / 'models').glob('*.yaml'))
     assert sorted(p.name for p in (share / 'config' / 'models').glob('*.yaml')) == profiles
     assert (share / 'launch' / 'monocular.launch.py').is_file()

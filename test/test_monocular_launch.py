@@ -55,7 +55,7 @@ def test_declares_the_documented_arguments():
     from launch.actions import DeclareLaunchArgument
     description = load_description()
     names = {a.name for a in description.entities if isinstance(a, DeclareLaunchArgument)}
-    assert {'image', 'camera_info', 'model_path', 'profile', 'device', 'rviz'} <= names
+    assert {'image', 'camera_info', 'model_path', 'profile', 'device', 'rviz', 'use_large_data_profile'} <= names
     nodes = nodes_by_executable(description)
     assert set(nodes) == {'depth_estimator_node', 'pipeline_node', 'rviz2'}
     assert all(n.node_package in ('pointcloud_pipeline', 'rviz2') for n in nodes.values())

@@ -45,3 +45,15 @@ def test_ros_env_confines_dds_to_loopback():
     whitelists = profile.findall('.//f:interfaceWhiteList/f:address', ns)
     assert [w.text for w in whitelists] == ['127.0.0.1']
     assert profile.find('.//f:useBuiltinTransports', ns).text == 'false'
+
+
+def test_robot_profile_is_the_loopback_one_without_the_whitelist():
+    """Launch files use fastdds_large_data.xml: same transports, UDP not confined."""
+    ns = {'f': 'http://www.eprosima.com'}
+    robot = ET.parse(REPO_ROOT / 'config' / 'fastdds_large_data.xml').getroot()
+    loopback = ET.parse(REPO_ROOT / 'config' / 'fastdds_large_data_loopback.xml').getroot()
+    assert robot.findall('.//f:interfaceWhiteList', ns) == []
+    for profile in (robot, loopback):
+        shm = profile.find(".//f:transport_descriptor[f:type='SHM']", ns)
+        assert shm.find('f:segment_size', ns).text == str(64 * 1024 * 1024)
+        assert profile.find('.//f:useBuiltinTransports', ns).text == 'false'
