@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from reference_bev import maps_to_image, python_loop_maps, reference_bev_points
-from timing import median_seconds, memcpy_floor_seconds, ms, print_table
+from timing import best_and_median_seconds, median_seconds, memcpy_floor_seconds, ms, print_table
 
 from pointcloud_pipeline import batch_bev
 from pointcloud_pipeline.bev import BevGrid, bev_image
@@ -31,18 +31,6 @@ def kitti_dir():
     return data / 'kitti' / 'velodyne'
 
 
-def best_and_median(fn, repeat):
-    """(min, median) seconds of ``fn()`` over ``repeat`` calls after 3 warm-up calls."""
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times), float(np.median(times))
-
-
 def bench_kernel(scans, quick):
     grid = BevGrid()
     out = np.empty(grid.shape, np.uint8)
@@ -53,7 +41,7 @@ def bench_kernel(scans, quick):
         numpy_time = median_seconds(lambda: reference_bev_points(points, grid),
                                     repeat=5 if quick else 15, warmup=1)
         for threads in sorted({1, cores}):
-            best, median = best_and_median(
+            best, median = best_and_median_seconds(
                 lambda: bev_image(points, grid, out=out, threads=threads),
                 repeat=50 if quick else 300)
             rows.append([path.name, f'{len(points)}', f'{threads}', ms(median), ms(best),
@@ -95,10 +83,10 @@ def bench_batch(scans, quick):
     cores = os.cpu_count() or 1
     first = scans[sources[0]]
     image = bev_image(first, grid)
-    encode_ours = best_and_median(
+    encode_ours = best_and_median_seconds(
         lambda: cv2.imencode('.png', image, batch_bev.PNG_PARAMS), 20)[0]
-    encode_default = best_and_median(lambda: cv2.imencode('.png', image), 20)[0]
-    read = best_and_median(lambda: batch_bev.read_kitti_scan(sources[0]), 20)[0]
+    encode_default = best_and_median_seconds(lambda: cv2.imencode('.png', image), 20)[0]
+    read = best_and_median_seconds(lambda: batch_bev.read_kitti_scan(sources[0]), 20)[0]
     loop, per_point = python_loop_seconds(first, grid)
     seed_per_scan = read + loop + encode_default  # classic script: load, loop, cv2.imwrite
     seed_batch = count * seed_per_scan

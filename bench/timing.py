@@ -4,8 +4,9 @@ import time
 import numpy as np
 
 
-def median_seconds(fn, repeat=25, warmup=3):
-    """Median wall time of ``fn()`` over ``repeat`` calls after ``warmup`` untimed calls."""
+def best_and_median_seconds(fn, repeat=25, warmup=3):
+    """(best, median) wall time of ``fn()`` over ``repeat`` calls after ``warmup`` untimed
+    calls."""
     for _ in range(warmup):
         fn()
     times = []
@@ -13,7 +14,12 @@ def median_seconds(fn, repeat=25, warmup=3):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return min(times), float(np.median(times))
+
+
+def median_seconds(fn, repeat=25, warmup=3):
+    """Median wall time of ``fn()`` over ``repeat`` calls after ``warmup`` untimed calls."""
+    return best_and_median_seconds(fn, repeat, warmup)[1]
 
 
 def memcpy_floor_seconds(nbytes, repeat=25):

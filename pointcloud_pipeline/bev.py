@@ -51,6 +51,7 @@ import threading
 import numpy as np
 
 from pointcloud_pipeline import _bev
+from pointcloud_pipeline.buffers import writable_bytes
 
 CHANNELS = ('intensity', 'height', 'density')
 """Order of the 3 output channels (bgr8: blue = intensity, green = height, red = density)."""
@@ -232,20 +233,8 @@ def _check_out(out, grid, dtype):
             raise ValueError('out is read-only')
         array = out
     else:
-        try:
-            view = memoryview(out)
-        except TypeError:
-            raise ValueError(f'out must be a writable buffer (numpy array, bytearray, '
-                             f"array('B')), got {type(out).__name__}") from None
-        if view.readonly:
-            raise ValueError(f'out ({type(out).__name__}) is read-only')
-        if not view.c_contiguous:
-            raise ValueError('out must be a contiguous buffer')
-        expected = math.prod(shape) * dtype.itemsize
-        if view.nbytes != expected:
-            raise ValueError(f'out has {view.nbytes} bytes, expected {expected} '
-                             f'({shape[0]} x {shape[1]} x 3 {dtype})')
-        array = np.frombuffer(view.cast('B'), dtype=dtype).reshape(shape)
+        size = math.prod(shape) * dtype.itemsize
+        array = writable_bytes(out, size, exact=True, what='image').view(dtype).reshape(shape)
     if array.ctypes.data % dtype.itemsize:
         raise ValueError(f'out is not aligned for {dtype}')
     return array

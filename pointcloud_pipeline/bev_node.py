@@ -13,7 +13,6 @@ import time
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rcl_interfaces.msg import SetParametersResult
 from sensor_msgs.msg import Image, PointCloud2
 from std_msgs.msg import Header
 
@@ -61,7 +60,7 @@ class BevNode(Node):
         super().__init__('bev_node', **kwargs)
         self._params = ParameterDeclarer(self)
         declare_bev_parameters(self._params)
-        self.settings = BevSettings.from_parameters(self._parameter_values())
+        self.settings = BevSettings.from_parameters(self._params.values())
         profile = qos_profile(self.get_parameter('qos').value,
                               self.get_parameter('queue_size').value)
         self.statistics = FrameStatistics()
@@ -72,31 +71,16 @@ class BevNode(Node):
         self.reporter = DiagnosticsReporter(
             self, self.statistics, period=self.get_parameter('diagnostics_period').value,
             log_period=self.settings.log_period)
-        self.add_on_set_parameters_callback(self._check_parameters)
+        self.add_on_set_parameters_callback(
+            self._params.validator(BevSettings.from_parameters))
         self.add_post_set_parameters_callback(self._apply_parameters)
         grid = self.settings.grid
         self.get_logger().info(f'{self.resolve_topic_name("points")} -> '
                                f'{self.resolve_topic_name("bev/image")} '
                                f'({grid.rows}x{grid.cols} cells of {grid.resolution:g} m)')
 
-    def _parameter_values(self, changes=()):
-        values = {name: parameter.value
-                  for name, parameter in self.get_parameters_by_prefix('').items()}
-        values.update((parameter.name, parameter.value) for parameter in changes)
-        return values
-
-    def _check_parameters(self, parameters):
-        result = self._params.check(parameters)
-        if not result.successful:
-            return result
-        try:
-            BevSettings.from_parameters(self._parameter_values(parameters))
-        except (ValueError, TypeError, KeyError) as error:
-            return SetParametersResult(successful=False, reason=str(error))
-        return SetParametersResult(successful=True)
-
     def _apply_parameters(self, parameters):
-        settings = BevSettings.from_parameters(self._parameter_values())
+        settings = BevSettings.from_parameters(self._params.values())
         self.reporter.log_period = settings.log_period
         if settings.warn_throttle != self.settings.warn_throttle:
             self._warners.clear()

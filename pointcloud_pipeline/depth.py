@@ -23,6 +23,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _depth
+from .buffers import writable_bytes
 
 POINT_STEP = 16
 FLOAT32 = 7  # sensor_msgs/PointField datatype
@@ -284,19 +285,7 @@ def _output_buffer(out, nbytes):
     """The first ``nbytes`` of ``out`` (or a new array) as 1-D uint8."""
     if out is None:
         return np.empty(nbytes, dtype=np.uint8)
-    try:
-        view = memoryview(out)
-    except TypeError:
-        raise ValueError(f'out must be a writable buffer (numpy uint8, bytearray, '
-                         f"array('B')), got {type(out).__name__}") from None
-    if view.readonly:
-        raise ValueError(f'out buffer ({type(out).__name__}) is read-only')
-    if not view.c_contiguous:
-        raise ValueError('out buffer must be contiguous')
-    if view.nbytes < nbytes:
-        raise ValueError(f'out buffer too small: {view.nbytes} bytes, the cloud needs {nbytes}')
-    return np.frombuffer(view.cast('B') if view.format != 'B' or view.ndim != 1 else view,
-                         dtype=np.uint8, count=nbytes)
+    return writable_bytes(out, nbytes, what='cloud')
 
 
 def depth_to_cloud(depth: np.ndarray, intrinsics: CameraIntrinsics, *, depth_scale: float = 0.001,

@@ -59,6 +59,28 @@ class ParameterDeclarer:
                     reason=f'{parameter.name}={parameter.value!r} is not one of {allowed}')
         return SetParametersResult(successful=True)
 
+    def values(self, changes=()):
+        """{name: value} of every parameter of the node, with ``changes`` (Parameters) applied."""
+        values = {name: parameter.value
+                  for name, parameter in self._node.get_parameters_by_prefix('').items()}
+        values.update((parameter.name, parameter.value) for parameter in changes)
+        return values
+
+    def validator(self, build_settings):
+        """An ``add_on_set_parameters_callback`` callback: rejects a change outside the choices,
+        or one for which ``build_settings(values)`` raises (ValueError, TypeError, KeyError),
+        with the reason; the running settings stay."""
+        def validate(parameters):
+            result = self.check(parameters)
+            if not result.successful:
+                return result
+            try:
+                build_settings(self.values(parameters))
+            except (ValueError, TypeError, KeyError) as error:
+                return SetParametersResult(successful=False, reason=str(error))
+            return SetParametersResult(successful=True)
+        return validate
+
 
 def qos_profile(name, depth):
     """The QoS of a data topic: ``sensor_data`` (best effort, keep last ``depth``) or

@@ -26,7 +26,6 @@ import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from rcl_interfaces.msg import SetParametersResult
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
@@ -105,7 +104,7 @@ class PipelineNode(Node):
         super().__init__('pointcloud_pipeline', **kwargs)
         self._params = ParameterDeclarer(self)
         declare_pipeline_parameters(self._params)
-        self.settings = PipelineSettings.from_parameters(self._parameter_values())
+        self.settings = PipelineSettings.from_parameters(self._params.values())
         qos = self.get_parameter('qos').value
         depth = self.get_parameter('queue_size').value
         self.use_rgb = self.get_parameter('use_rgb').value
@@ -140,7 +139,8 @@ class PipelineNode(Node):
         self.reporter = DiagnosticsReporter(
             self, self.statistics, period=self.get_parameter('diagnostics_period').value,
             log_period=self.settings.log_period)
-        self.add_on_set_parameters_callback(self._check_parameters)
+        self.add_on_set_parameters_callback(
+            self._params.validator(PipelineSettings.from_parameters))
         self.add_post_set_parameters_callback(self._apply_parameters)
         self.get_logger().info(
             f'depth -> {self.resolve_topic_name("points")} '
@@ -148,25 +148,9 @@ class PipelineNode(Node):
             f'{self.resolve_topic_name("bev/image")}')
 
     # --- parameters ------------------------------------------------------------------------
-    def _parameter_values(self, changes=()):
-        values = {name: parameter.value
-                  for name, parameter in self.get_parameters_by_prefix('').items()}
-        values.update((parameter.name, parameter.value) for parameter in changes)
-        return values
-
-    def _check_parameters(self, parameters):
-        result = self._params.check(parameters)
-        if not result.successful:
-            return result
-        try:
-            PipelineSettings.from_parameters(self._parameter_values(parameters))
-        except (ValueError, TypeError, KeyError) as error:
-            return SetParametersResult(successful=False, reason=str(error))
-        return SetParametersResult(successful=True)
-
     def _apply_parameters(self, parameters):
         previous, settings = self.settings, PipelineSettings.from_parameters(
-            self._parameter_values())
+            self._params.values())
         if self.sync is not None:
             self.sync.slop = settings.sync_slop
             self.sync.max_age = settings.sync_max_age
