@@ -48,6 +48,13 @@ class Scene:
     boxes: tuple = field(default_factory=tuple)
 
 
+def depth_mm_to_metres(depth_mm):
+    """A 16UC1 millimetre depth image as 32FC1 metres, NaN where there is no return (REP 118)."""
+    metres = depth_mm.astype(np.float32) * np.float32(0.001)
+    metres[depth_mm == 0] = np.nan
+    return metres
+
+
 def default_scene():
     """The demo room: a table in the middle, shelves, crates, a sofa, a cabinet and a pillar."""
     return Scene(boxes=(

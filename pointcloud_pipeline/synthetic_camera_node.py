@@ -17,7 +17,7 @@ from .allocator import keep_large_buffers
 from .image import DEPTH_ENCODINGS
 from .messages import array_to_image, make_camera_info
 from .parameters import QOS_CHOICES, ParameterDeclarer, qos_profile
-from .synthetic import SyntheticDepthCamera
+from .synthetic import SyntheticDepthCamera, depth_mm_to_metres
 
 
 class SyntheticCameraNode(Node):
@@ -77,9 +77,7 @@ class SyntheticCameraNode(Node):
         header.stamp = now.to_msg()
         header.frame_id = self.frame_id
         if self.depth_encoding == '32FC1':
-            metres = frame.depth_mm.astype(np.float32) * np.float32(0.001)
-            metres[frame.depth_mm == 0] = np.nan  # REP 118: no return
-            depth_msg = array_to_image(metres, '32FC1', header)
+            depth_msg = array_to_image(depth_mm_to_metres(frame.depth_mm), '32FC1', header)
         else:
             depth_msg = array_to_image(frame.depth_mm, self.depth_encoding, header)
         info_msg = make_camera_info(header, self.camera.width, self.camera.height,
