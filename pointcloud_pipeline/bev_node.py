@@ -18,7 +18,7 @@ from std_msgs.msg import Header
 
 from .allocator import keep_large_buffers
 from .bev import bev_image_from_buffer
-from .diagnostics import DiagnosticsReporter, FrameStatistics
+from .diagnostics import DiagnosticsReporter, FrameStatistics, ReasonWarnings
 from .frames import FrameError, cloud_layout
 from .messages import MessageBuffer, pixels_to_image
 from .node_settings import BevSettings
@@ -64,7 +64,7 @@ class BevNode(Node):
         profile = qos_profile(self.get_parameter('qos').value,
                               self.get_parameter('queue_size').value)
         self.statistics = FrameStatistics()
-        self._warners = {}
+        self.warnings = ReasonWarnings(self.get_logger(), self.settings.warn_throttle)
         self._buffer = MessageBuffer()
         self.publisher = self.create_publisher(Image, 'bev/image', profile)
         self.create_subscription(PointCloud2, 'points', self._on_cloud, profile)
@@ -83,14 +83,8 @@ class BevNode(Node):
         settings = BevSettings.from_parameters(self._params.values())
         self.reporter.log_period = settings.log_period
         if settings.warn_throttle != self.settings.warn_throttle:
-            self._warners.clear()
+            self.warnings.period = settings.warn_throttle
         self.settings = settings
-
-    def _warn(self, reason, message):
-        logger = self._warners.get(reason)
-        if logger is None:
-            logger = self._warners[reason] = self.get_logger().get_child(reason)
-        logger.warning(message, throttle_duration_sec=self.settings.warn_throttle)
 
     def _on_cloud(self, msg):
         received = time.perf_counter()
@@ -114,10 +108,10 @@ class BevNode(Node):
             self.statistics.count_published(time.perf_counter() - received)
         except FrameError as error:
             self.statistics.count_dropped(error.reason)
-            self._warn(error.reason, f'dropped a cloud: {error}')
+            self.warnings.warn(error.reason, f'dropped a cloud: {error}')
         except Exception as error:  # noqa: BLE001 - nothing may escape a callback
             self.statistics.count_dropped('internal_error')
-            self._warn('internal_error', f'dropped a cloud: {error!r}')
+            self.warnings.warn('internal_error', f'dropped a cloud: {error!r}')
 
 
 def main(args=None):

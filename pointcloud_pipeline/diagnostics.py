@@ -180,6 +180,35 @@ def _text(value):
     return '' if value is None else str(value)
 
 
+class ReasonWarnings:
+    """Warnings throttled separately per reason, so a flood of one kind of bad message does not
+    hide another: one child logger per reason (rclpy throttles per logger and call site).
+
+    logger: the node's logger; period: seconds between repeated warnings of one reason.
+    """
+
+    def __init__(self, logger, period):
+        self._logger = logger
+        self._children = {}
+        self.period = period
+
+    @property
+    def period(self):
+        return self._period
+
+    @period.setter
+    def period(self, seconds):
+        self._period = float(seconds)
+        self._children.clear()  # fresh throttle state for the new period
+
+    def warn(self, reason, message):
+        """Log ``message`` unless a warning of ``reason`` was logged less than ``period`` ago."""
+        logger = self._children.get(reason)
+        if logger is None:
+            logger = self._children[reason] = self._logger.get_child(reason)
+        logger.warning(message, throttle_duration_sec=self._period)
+
+
 class DiagnosticsReporter:
     """Publish a node's :class:`FrameStatistics` on ``/diagnostics`` every ``period`` seconds
     and log the summary every ``log_period`` seconds (0 disables logging).

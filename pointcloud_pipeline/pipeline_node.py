@@ -32,7 +32,7 @@ from std_msgs.msg import Header
 from .allocator import keep_large_buffers
 from .bev import bev_image_from_buffer
 from .depth import POINT_STEP, cloud_fields, depth_to_cloud, max_cloud_bytes
-from .diagnostics import DiagnosticsReporter, FrameStatistics
+from .diagnostics import DiagnosticsReporter, FrameStatistics, ReasonWarnings
 from .frames import (FrameError, camera_model, check_camera_matches, check_color_matches,
                      image_pixels)
 from .image import COLOR_ENCODINGS, DEPTH_ENCODINGS
@@ -111,7 +111,7 @@ class PipelineNode(Node):
         profile = qos_profile(qos, depth)
 
         self.statistics = FrameStatistics()
-        self._warners = {}
+        self.warnings = ReasonWarnings(self.get_logger(), self.settings.warn_throttle)
         self._camera_info = None
         self._camera = None
         self._serialized = SerializedPointCloud2()
@@ -156,7 +156,7 @@ class PipelineNode(Node):
             self.sync.max_age = settings.sync_max_age
         self.reporter.log_period = settings.log_period
         if settings.warn_throttle != previous.warn_throttle:
-            self._warners.clear()
+            self.warnings.period = settings.warn_throttle
         self.settings = settings
         if (settings.use_projection_matrix != previous.use_projection_matrix and
                 self._camera_info is not None):
@@ -164,23 +164,16 @@ class PipelineNode(Node):
             self._on_camera_info(self._camera_info)
 
     # --- callbacks -------------------------------------------------------------------------
-    def _warn(self, reason, message):
-        """Throttled warning, throttled separately per reason."""
-        logger = self._warners.get(reason)
-        if logger is None:
-            logger = self._warners[reason] = self.get_logger().get_child(reason)
-        logger.warning(message, throttle_duration_sec=self.settings.warn_throttle)
-
     def _on_camera_info(self, info):
         try:
             self._camera = camera_model(info, self.settings.use_projection_matrix)
             self._camera_info = info
         except FrameError as error:
             self.statistics.count_event('camera_info_rejected')
-            self._warn(error.reason, f'ignoring camera_info: {error}')
+            self.warnings.warn(error.reason, f'ignoring camera_info: {error}')
         except Exception as error:  # noqa: BLE001 - nothing may escape a callback
             self.statistics.count_event('camera_info_rejected')
-            self._warn('internal_error', f'ignoring camera_info: {error!r}')
+            self.warnings.warn('internal_error', f'ignoring camera_info: {error!r}')
 
     def _watch_for_latched_camera_info(self):
         topic = self.resolve_topic_name('depth/camera_info')
@@ -215,7 +208,7 @@ class PipelineNode(Node):
                 self._convert(pair[0], pair[1], received)
         except Exception as error:  # noqa: BLE001 - nothing may escape a callback
             self.statistics.count_dropped('internal_error')
-            self._warn('internal_error', f'dropped a depth frame: {error!r}')
+            self.warnings.warn('internal_error', f'dropped a depth frame: {error!r}')
 
     def _on_color(self, msg):
         received = time.perf_counter()
@@ -229,7 +222,7 @@ class PipelineNode(Node):
                     self.statistics.count_skipped()
         except Exception as error:  # noqa: BLE001 - nothing may escape a callback
             self.statistics.count_dropped('internal_error')
-            self._warn('internal_error', f'dropped a colour frame: {error!r}')
+            self.warnings.warn('internal_error', f'dropped a colour frame: {error!r}')
 
     def _count_unmatched(self):
         for stream, reason in (('depth', 'no_rgb_partner'), ('color', 'rgb_without_depth')):
@@ -239,7 +232,7 @@ class PipelineNode(Node):
                 self._unmatched_seen[stream] = count
                 if stream == 'depth':
                     self.statistics.count_dropped(reason, new)
-                    self._warn(reason, f'{new} depth frame(s) had no colour image with a '
+                    self.warnings.warn(reason, f'{new} depth frame(s) had no colour image with a '
                                        f'matching stamp (sync_slop {self.settings.sync_slop} s)')
                 else:
                     self.statistics.count_event(reason, new)
@@ -273,11 +266,11 @@ class PipelineNode(Node):
                 out=out, threads=settings.threads)
         except FrameError as error:
             self.statistics.count_dropped(error.reason)
-            self._warn(error.reason, f'dropped a frame: {error}')
+            self.warnings.warn(error.reason, f'dropped a frame: {error}')
             return
         except ValueError as error:
             self.statistics.count_dropped('conversion_error')
-            self._warn('conversion_error', f'dropped a frame: {error}')
+            self.warnings.warn('conversion_error', f'dropped a frame: {error}')
             return
         stamp = depth_msg.header.stamp
         latency = None
