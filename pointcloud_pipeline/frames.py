@@ -9,7 +9,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .depth import CameraIntrinsics, intrinsics_from_camera_info
-from .image import ENCODINGS, bytes_per_pixel, image_array
+from .image import ENCODINGS, ImageError, image_array
 
 FLOAT32 = 7  # sensor_msgs/PointField datatype
 
@@ -25,25 +25,13 @@ class FrameError(ValueError):
 def image_pixels(msg, allowed_encodings, max_bytes, prefix=''):
     """Zero-copy pixels of a ``sensor_msgs/Image`` (big-endian 16-bit data is byte-swapped into
     a copy). Reasons (with ``prefix``, e.g. 'rgb_'): bad_encoding, empty_image, too_large,
-    bad_step."""
-    encoding = msg.encoding
-    if encoding not in allowed_encodings:
-        raise FrameError(prefix + 'bad_encoding',
-                         f'{prefix}encoding {encoding!r} is not one of '
-                         f'{", ".join(allowed_encodings)}')
-    width, height, step = int(msg.width), int(msg.height), int(msg.step)
-    if width == 0 or height == 0:
-        raise FrameError(prefix + 'empty_image', f'empty image: {width}x{height}')
-    size = len(msg.data)
-    if size > max_bytes:
-        raise FrameError(prefix + 'too_large',
-                         f'image data of {size} bytes exceeds max_image_bytes {max_bytes}')
-    row_bytes = width * bytes_per_pixel(encoding)
-    if step < row_bytes or step * height != size:
-        raise FrameError(prefix + 'bad_step',
-                         f'{width}x{height} {encoding}: step {step} (at least {row_bytes}) x '
-                         f'height {height} does not match {size} data bytes')
-    return image_array(msg.data, width, height, step, encoding, bool(msg.is_bigendian))
+    bad_step (see :func:`image.image_array`)."""
+    try:
+        return image_array(msg.data, int(msg.width), int(msg.height), int(msg.step),
+                           msg.encoding, bool(msg.is_bigendian),
+                           allowed_encodings=allowed_encodings, max_bytes=max_bytes)
+    except ImageError as error:
+        raise FrameError(prefix + error.reason, f'{prefix}{error}') from None
 
 
 class CameraModel(NamedTuple):

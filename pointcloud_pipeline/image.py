@@ -33,6 +33,15 @@ DEPTH_ENCODINGS = ('16UC1', 'mono16', '32FC1')
 COLOR_ENCODINGS = ('rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8')
 
 
+class ImageError(ValueError):
+    """An image that cannot be read; ``reason`` is a short key (bad_encoding, empty_image,
+    too_large, bad_step) that nodes count dropped frames by."""
+
+    def __init__(self, reason, message):
+        super().__init__(message)
+        self.reason = reason
+
+
 def bytes_per_pixel(encoding):
     """Bytes of one pixel in ``encoding``; ValueError for an encoding this package does not read."""
     if encoding not in ENCODINGS:
@@ -54,25 +63,26 @@ def image_array(data, width, height, step, encoding, is_bigendian=False, *,
 
     Returns an ``height x width`` array (``height x width x channels`` for multi-channel
     encodings) in native byte order; a view of ``data`` (row stride ``step``) whenever possible.
-    Raises ValueError naming the inconsistent field.
+    Raises :class:`ImageError` (a ValueError) naming the inconsistent field.
     """
     allowed = ENCODINGS if allowed_encodings is None else allowed_encodings
-    if encoding not in allowed:
-        raise ValueError(f'unsupported image encoding {encoding!r} (expected one of '
-                         f'{", ".join(allowed)})')
+    if encoding not in allowed or encoding not in ENCODINGS:
+        raise ImageError('bad_encoding', f'unsupported image encoding {encoding!r} (expected '
+                                         f'one of {", ".join(allowed)})')
     pixel_bytes = bytes_per_pixel(encoding)
     layout = ENCODINGS[encoding]
     if width <= 0 or height <= 0:
-        raise ValueError(f'empty image: width={width}, height={height}')
-    if step < width * pixel_bytes:
-        raise ValueError(f'step {step} is smaller than width {width} x {pixel_bytes} bytes '
-                         f'per pixel ({encoding})')
+        raise ImageError('empty_image', f'empty image: width={width}, height={height}')
     buffer = np.frombuffer(data, dtype=np.uint8)
-    if buffer.size != step * height:
-        raise ValueError(f'data has {buffer.size} bytes but step x height = {step} x {height} '
-                         f'= {step * height}')
     if max_bytes is not None and buffer.size > max_bytes:
-        raise ValueError(f'image of {buffer.size} bytes exceeds the {max_bytes}-byte limit')
+        raise ImageError('too_large',
+                         f'image of {buffer.size} bytes exceeds the {max_bytes}-byte limit')
+    if step < width * pixel_bytes:
+        raise ImageError('bad_step', f'step {step} is smaller than width {width} x '
+                                     f'{pixel_bytes} bytes per pixel ({encoding})')
+    if buffer.size != step * height:
+        raise ImageError('bad_step', f'data has {buffer.size} bytes but step x height = '
+                                     f'{step} x {height} = {step * height}')
     itemsize = layout.dtype.itemsize
     swap = bool(is_bigendian) and itemsize > 1
     dtype = layout.dtype.newbyteorder('>') if swap else layout.dtype
