@@ -5,8 +5,11 @@ encoder-decoder networks of the same kind (strided Conv + BatchNorm + Relu encod
 skip decoder, Sigmoid head) with fixed random weights, and compare tinygrad against onnxruntime.
 """
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
+
+from optional import require
+
+onnx = require('onnx')
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 OPSET = 17
 
@@ -167,7 +170,7 @@ def build_unsupported_op_model(path, height, width):
 
 def onnxruntime_session(path, threads=None):
     """An onnxruntime CPU session (the reference implementation)."""
-    import onnxruntime as ort
+    ort = require('onnxruntime')
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
@@ -181,8 +184,11 @@ def reference_normalize(rgb, scale, mean, std):
 
 def tinygrad_unavailable_reason():
     """Why tinygrad cannot run kernels here (None when it can): its CPU device needs clang."""
+    import importlib.util
     import os
     import shutil
+    if importlib.util.find_spec('tinygrad') is None:
+        return 'tinygrad is not installed: pip install tinygrad==0.14.0 (monocular depth)'
     device = os.environ.get('DEV', '')
     if device and not device.upper().startswith('CPU'):
         return None  # a GPU device chosen explicitly: assume it works (the estimator checks)

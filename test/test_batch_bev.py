@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
+from optional import missing
 from pointcloud_pipeline import batch_bev, cli
 from pointcloud_pipeline.batch_bev import ScanError, find_scans, read_kitti_scan
 from pointcloud_pipeline.bev import BevGrid, bev_image
@@ -217,6 +218,7 @@ def test_interrupted_run_leaves_only_complete_images_and_resumes(scans_dir, tmp_
 
 
 @pytest.mark.slow
+@missing('dask')
 def test_dask_cluster_on_loopback(scans_dir, tmp_path):
     from dask.distributed import LocalCluster
     out_dir = tmp_path / 'bev_dask'

@@ -6,9 +6,11 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from plyfile import PlyData
 
 from conftest import REPO_ROOT
+from optional import require
+
+PlyData = require('plyfile').PlyData
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 

@@ -5,15 +5,18 @@ import os
 import cv2
 import numpy as np
 import pytest
-from plyfile import PlyData
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
-from pointcloud_pipeline.messages import array_to_image, point_fields, set_data
-from pointcloud_pipeline.recording import (finite_points, unpack_rgb, write_atomically,
-                                           write_json, write_ply, write_png)
+from optional import require
+
+PlyData = require('plyfile').PlyData
+
+from pointcloud_pipeline.messages import array_to_image, point_fields, set_data  # noqa: E402
+from pointcloud_pipeline.recording import (  # noqa: E402
+    finite_points, unpack_rgb, write_atomically, write_json, write_ply, write_png)
 
 
 def test_ply_round_trip_with_colour(tmp_path):

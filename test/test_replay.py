@@ -14,6 +14,7 @@ from pointcloud_pipeline.messages import image_to_array
 from pointcloud_pipeline.replay import (BagFrames, Intrinsics, RgbdFolder, header_stamp_ns,
                                         parse_source, read_intrinsics, restamp_cdr,
                                         write_rgbd_bag)
+from optional import missing
 
 SEVEN_SCENES = 'rgbd/7scenes_tsdf_fusion'
 REDWOOD = 'rgbd/redwood_livingroom1_synthetic_open3d'
@@ -100,6 +101,7 @@ def test_restamp_cdr_shifts_the_header_stamp_only():
         restamp_cdr(b'\x00\x00' + raw[2:], 0)
 
 
+@missing('rosbags')
 @pytest.mark.parametrize('storage', ['mcap', 'sqlite3'])
 def test_bag_written_from_a_folder_reads_back(shared_data, tmp_path, storage):
     path = write_rgbd_bag(shared_data / SEVEN_SCENES, tmp_path / 'bag', storage=storage)
@@ -143,6 +145,7 @@ def test_replay_node_publishes_a_folder(rclpy_context, shared_data):
     assert info.messages[-1].header.stamp == last.header.stamp == rgb.messages[-1].header.stamp
 
 
+@missing('rosbags')
 @pytest.mark.ros
 def test_replay_node_plays_a_bag_restamped(rclpy_context, shared_data, tmp_path):
     from pointcloud_pipeline.replay_node import ReplayNode
