@@ -4,18 +4,9 @@ import yaml
 from rclpy.parameter import Parameter
 
 from conftest import REPO_ROOT
+from pointcloud_pipeline.diagnostics import flatten
 
 ROS_BUILTIN = {'use_sim_time', 'start_type_description_service'}
-
-
-def flatten(tree, prefix=''):
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f'{prefix}{key}.'))
-        else:
-            flat[f'{prefix}{key}'] = value
-    return flat
 
 
 def section(file, node):
