@@ -54,11 +54,12 @@ class ScanError(ValueError):
     """A scan file that cannot be turned into an image (the message says why)."""
 
 
-def read_kitti_scan(path, buffer=None):
+def read_kitti_scan(path, allocate=bytearray):
     """N x 4 float32 points of a KITTI velodyne .bin file; ScanError when it is not one.
 
-    buffer: optional bytearray to read into (grown as needed) and return a view of, so a worker
-    reuses one buffer instead of mapping fresh pages for every scan.
+    allocate(size) returns a writable buffer of at least ``size`` bytes to read into; the points
+    are a view of it. A worker passes one that reuses its buffer (``reused_scan_buffer``) instead
+    of mapping fresh pages for every scan.
     """
     with open(path, 'rb') as file:
         size = os.fstat(file.fileno()).st_size
@@ -67,11 +68,8 @@ def read_kitti_scan(path, buffer=None):
         if size % KITTI_POINT_BYTES:
             raise ScanError(f'size {size} bytes is not a multiple of {KITTI_POINT_BYTES} '
                             '(float32 x, y, z, reflectance per point)')
-        if buffer is None:
-            buffer = bytearray(size)
-        elif len(buffer) < size:
-            buffer.extend(bytes(size - len(buffer)))
-        if file.readinto(memoryview(buffer)[:size]) != size:
+        buffer = allocate(size)
+        if file.readinto(memoryview(buffer).cast('B')[:size]) != size:
             raise ScanError('file shrank while being read')
     points = np.frombuffer(buffer, dtype='<f4', count=size // 4).reshape(-1, 4)
     if not np.isfinite(points).all():
@@ -79,6 +77,17 @@ def read_kitti_scan(path, buffer=None):
         raise ScanError(f'{bad.size} of {len(points)} points have non-finite values '
                         f'(first at point {bad[0]})')
     return points
+
+
+def reused_scan_buffer(size):
+    """This thread's read buffer, at least ``size`` bytes. A larger scan gets a new buffer rather
+    than growing the old one in place: a view of the previous scan may still be alive (Dask's
+    profiler holds worker frames, and with them their locals), and a bytearray with live views
+    cannot be resized."""
+    buffer = getattr(_buffers, 'scan', None)
+    if buffer is None or len(buffer) < size:
+        buffer = _buffers.scan = bytearray(size)
+    return buffer
 
 
 def write_atomically(path, data):
@@ -118,9 +127,7 @@ def render_scan(job, scan):
     if not job.overwrite and target.exists():
         return str(scan), SKIPPED, 'output exists'
     try:
-        if not hasattr(_buffers, 'scan'):
-            _buffers.scan = bytearray()
-        points = read_kitti_scan(scan, _buffers.scan)
+        points = read_kitti_scan(scan, reused_scan_buffer)
         image = getattr(_buffers, 'image', None)
         if image is None or image.shape != job.grid.shape:
             image = _buffers.image = np.empty(job.grid.shape, np.uint8)

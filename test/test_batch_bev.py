@@ -246,6 +246,21 @@ def test_read_kitti_scan(scans_dir):
             read_kitti_scan(scans_dir / f'{name}.bin')
 
 
+def test_a_larger_scan_is_read_while_a_view_of_the_previous_one_is_alive(scans_dir):
+    # Regression: the worker's buffer was grown in place, which raised BufferError when a view of
+    # the previous scan was still referenced (as Dask's profiler does with worker frames).
+    small, large = sorted((scans_dir / f'{name}.bin' for name in ('000000', '000001')),
+                          key=lambda path: path.stat().st_size)
+    assert small.stat().st_size < large.stat().st_size
+    held = read_kitti_scan(small, batch_bev.reused_scan_buffer)
+    held_copy = held.copy()
+    points = read_kitti_scan(large, batch_bev.reused_scan_buffer)
+    np.testing.assert_array_equal(points, np.fromfile(large, np.float32).reshape(-1, 4))
+    np.testing.assert_array_equal(held, held_copy)  # the old buffer was left alone
+    again = read_kitti_scan(small, batch_bev.reused_scan_buffer)
+    assert np.shares_memory(again, points)  # a scan that fits reuses the buffer
+
+
 def test_find_scans_expands_dedups_and_reports(scans_dir, tmp_path):
     scans, problems = find_scans([str(scans_dir / '000001.bin'), str(scans_dir),
                                   str(scans_dir / 'has_*.bin'), str(tmp_path / 'nope')])
