@@ -3,23 +3,40 @@ import contextlib
 import threading
 import time
 
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 
 
 @contextlib.contextmanager
 def spinning(context, *nodes):
-    """Spin ``nodes`` in a background MultiThreadedExecutor for the duration of the block;
-    the nodes are destroyed afterwards."""
-    executor = MultiThreadedExecutor(context=context)
-    for node in nodes:
+    """Spin each of ``nodes`` in a background thread of its own for the duration of the block,
+    as if each ran in its own process (``rclpy.spin(node)``); the nodes are destroyed afterwards.
+    """
+    stop = threading.Event()
+    executors = [SingleThreadedExecutor(context=context) for _ in nodes]
+
+    def spin(executor):
+        while not stop.is_set() and context.ok():
+            executor.spin_once(timeout_sec=0.05)
+
+    # Our own loop rather than executor.spin(): Executor.shutdown() destroys the executor's guard
+    # condition without waiting for callbacks under way in another thread (rclpy 9.1.2), which
+    # then raise InvalidHandle there. A SingleThreadedExecutor runs callbacks inside spin_once(),
+    # so once the threads are joined nothing is in flight and shutdown is safe.
+    threads = []
+    for node, executor in zip(nodes, executors):
         executor.add_node(node)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
+        threads.append(threading.Thread(target=spin, args=(executor,), daemon=True,
+                                        name=f'spin {node.get_name()}'))
+    for thread in threads:
+        thread.start()
     try:
-        yield executor
+        yield
     finally:
-        executor.shutdown()
-        thread.join(timeout=5)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+        for executor in executors:
+            executor.shutdown()
         for node in nodes:
             node.destroy_node()
 
