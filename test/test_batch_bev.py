@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -252,13 +253,18 @@ def test_a_larger_scan_is_read_while_a_view_of_the_previous_one_is_alive(scans_d
     small, large = sorted((scans_dir / f'{name}.bin' for name in ('000000', '000001')),
                           key=lambda path: path.stat().st_size)
     assert small.stat().st_size < large.stat().st_size
-    held = read_kitti_scan(small, batch_bev.reused_scan_buffer)
-    held_copy = held.copy()
-    points = read_kitti_scan(large, batch_bev.reused_scan_buffer)
-    np.testing.assert_array_equal(points, np.fromfile(large, np.float32).reshape(-1, 4))
-    np.testing.assert_array_equal(held, held_copy)  # the old buffer was left alone
-    again = read_kitti_scan(small, batch_bev.reused_scan_buffer)
-    assert np.shares_memory(again, points)  # a scan that fits reuses the buffer
+
+    def in_a_new_worker_thread():  # its buffer starts empty
+        held = read_kitti_scan(small, batch_bev.reused_scan_buffer)
+        held_copy = held.copy()
+        points = read_kitti_scan(large, batch_bev.reused_scan_buffer)
+        np.testing.assert_array_equal(points, np.fromfile(large, np.float32).reshape(-1, 4))
+        np.testing.assert_array_equal(held, held_copy)  # the old buffer was left alone
+        again = read_kitti_scan(small, batch_bev.reused_scan_buffer)
+        assert np.shares_memory(again, points)  # a scan that fits reuses the buffer
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(in_a_new_worker_thread).result()
 
 
 def test_find_scans_expands_dedups_and_reports(scans_dir, tmp_path):
