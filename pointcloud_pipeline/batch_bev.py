@@ -81,9 +81,9 @@ def read_kitti_scan(path, allocate=bytearray):
 
 def reused_scan_buffer(size):
     """This thread's read buffer, at least ``size`` bytes. A larger scan gets a new buffer rather
-    than growing the old one in place: a view of the previous scan may still be alive (Dask's
-    profiler holds worker frames, and with them their locals), and a bytearray with live views
-    cannot be resized."""
+    than growing the old one in place: a view of the previous scan may still be alive (a Dask
+    worker's profiler samples thread frames, and a kept frame keeps its locals), and a bytearray
+    with live views cannot be resized."""
     buffer = getattr(_buffers, 'scan', None)
     if buffer is None or len(buffer) < size:
         buffer = _buffers.scan = bytearray(size)
