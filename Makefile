@@ -10,7 +10,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 DEPS_STAMP := $(VENV)/.requirements-installed
-KERNEL_SOURCES := $(wildcard pointcloud_pipeline/_*.pyx)
+KERNEL_SOURCES := $(wildcard pointcloud_pipeline/_*.pyx pointcloud_pipeline/*/_*.pyx)
 BUILD_STAMP := build/.kernels-built
 PYTEST_ARGS ?=
 
@@ -69,4 +69,5 @@ colcon-test: setup
 	$(PY) test/colcon_workspace.py
 
 clean:
-	rm -rf build install log out pointcloud_pipeline/_*.c pointcloud_pipeline/_*.so pointcloud_pipeline/*.egg-info *.egg-info
+	rm -rf build install log out *.egg-info
+	find pointcloud_pipeline \( -name '_*.c' -o -name '_*.so' \) -delete

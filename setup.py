@@ -2,18 +2,21 @@
 from glob import glob
 import os
 
-import numpy
 from Cython.Build import cythonize
-from setuptools import Extension, setup
+import numpy
+from setuptools import Extension, find_packages, setup
 
 package_name = 'pointcloud_pipeline'
 here = os.path.dirname(os.path.abspath(__file__))
 
-# One private kernel per concern: every pointcloud_pipeline/_*.pyx becomes an extension module.
-kernel_sources = sorted(glob(os.path.join(package_name, '_*.pyx'), root_dir=here))
+# One private kernel per concern, beside its public module: every _*.pyx in the package and its
+# subpackages (pointcloud_pipeline/_depth.pyx, pointcloud_pipeline/demo/_synthetic.pyx, ...)
+# becomes an extension module of the same dotted name.
+kernel_sources = sorted(glob(os.path.join(package_name, '**', '_*.pyx'), root_dir=here,
+                             recursive=True))
 extensions = [
     Extension(
-        f'{package_name}.{os.path.splitext(os.path.basename(source))[0]}',
+        os.path.splitext(source)[0].replace(os.sep, '.'),
         [source],
         include_dirs=[numpy.get_include()],
         define_macros=[('NPY_NO_DEPRECATED_API', 'NPY_1_7_API_VERSION')],
@@ -33,8 +36,8 @@ def installed(subdir, pattern):
 setup(
     name=package_name,
     version='0.1.0',
-    packages=[package_name],
-    package_data={package_name: ['*.pyx']},
+    packages=find_packages(include=[package_name, f'{package_name}.*']),
+    package_data={'': ['*.pyx']},
     ext_modules=cythonize(
         extensions,
         language_level=3,
@@ -58,14 +61,14 @@ setup(
     extras_require={'test': ['pytest']},
     entry_points={
         'console_scripts': [
-            'pointcloud_pipeline = pointcloud_pipeline.cli:main',
-            'bev_batch = pointcloud_pipeline.batch_bev:main',
-            'depth_estimator_node = pointcloud_pipeline.depth_estimator_node:main',
-            'pipeline_node = pointcloud_pipeline.pipeline_node:main',
-            'bev_node = pointcloud_pipeline.bev_node:main',
-            'synthetic_camera_node = pointcloud_pipeline.synthetic_camera_node:main',
-            'recorder_node = pointcloud_pipeline.recorder_node:main',
-            'replay_node = pointcloud_pipeline.replay_node:main',
+            'pointcloud_pipeline = pointcloud_pipeline.batch.cli:main',
+            'bev_batch = pointcloud_pipeline.batch.bev:main',
+            'depth_estimator_node = pointcloud_pipeline.nodes.depth_estimator_node:main',
+            'pipeline_node = pointcloud_pipeline.nodes.pipeline_node:main',
+            'bev_node = pointcloud_pipeline.nodes.bev_node:main',
+            'synthetic_camera_node = pointcloud_pipeline.nodes.synthetic_camera_node:main',
+            'recorder_node = pointcloud_pipeline.nodes.recorder_node:main',
+            'replay_node = pointcloud_pipeline.nodes.replay_node:main',
         ],
     },
 )

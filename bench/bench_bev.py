@@ -16,11 +16,10 @@ import time
 import cv2
 import numpy as np
 
+from pointcloud_pipeline.batch import bev as batch_bev
+from pointcloud_pipeline.bev import BevGrid, bev_image
 from reference_bev import maps_to_image, python_loop_maps, reference_bev_points
 from timing import best_and_median_seconds, median_seconds, memcpy_floor_seconds, ms, print_table
-
-from pointcloud_pipeline import batch_bev
-from pointcloud_pipeline.bev import BevGrid, bev_image
 
 REPO = Path(__file__).resolve().parents[1]
 

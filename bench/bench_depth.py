@@ -13,7 +13,9 @@ import cv2
 import numpy as np
 
 from pointcloud_pipeline import _depth
-from pointcloud_pipeline.depth import CameraIntrinsics, depth_to_cloud, max_cloud_bytes
+from pointcloud_pipeline.camera import (CameraIntrinsics, intrinsics_from_camera_info,
+                                        scale_intrinsics)
+from pointcloud_pipeline.depth import depth_to_cloud, max_cloud_bytes
 from reference_depth import reference_points
 from timing import median_seconds, memcpy_floor_seconds, ms, print_table
 
@@ -52,7 +54,8 @@ def frames():
     """(width, height, depth, intrinsics, source) for every benchmark size."""
     real = real_frame()
     for width, height in SIZES:
-        intrinsics = SEVEN_SCENES_K.scaled(width / 640, height / 480)
+        k, _ = scale_intrinsics(SEVEN_SCENES_K.camera_matrix(), None, (480, 640), (height, width))
+        intrinsics = intrinsics_from_camera_info(k, None, use_projection_matrix=False)
         if real is not None:
             depth = cv2.resize(real, (width, height), interpolation=cv2.INTER_NEAREST)
             yield width, height, depth, intrinsics, '7-Scenes frame-000000 (resized)'

@@ -12,16 +12,15 @@ Environment knobs that tinygrad reads at import (set them before running): BEAM=
 at compile time; minutes), NUM_CPU_THREADS=<n>, DEV=<device>.
 """
 import os
+from pathlib import Path
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
+from pointcloud_pipeline.monodepth import DepthEstimator, ModelProfile
 from reference_monodepth import build_encoder_decoder, onnxruntime_session
 from timing import ms, print_table
-
-from pointcloud_pipeline.monodepth import DepthEstimator, ModelProfile
 
 MODELS = {'small (8,16)': (8, 16), 'fastdepth-size (16,32,64,128)': (16, 32, 64, 128)}
 SIZES = [(256, 256), (240, 320)]

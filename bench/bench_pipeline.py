@@ -19,12 +19,12 @@ Targets (issue 4): in-node p50 at VGA <= 3 ms; 1920x1080 at 30 Hz without losses
 """
 import json
 import os
+from pathlib import Path
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -34,7 +34,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 sys.path.insert(1, str(REPO))
 
-from pointcloud_pipeline.ros_env import loopback_ros_env  # noqa: E402
+from pointcloud_pipeline.ros.dds_environment import loopback_ros_env  # noqa: E402
 
 RESOLUTIONS = [(640, 480), (1280, 720), (1920, 1080)]
 # Offered rate of the throughput run: well above what either node sustains, yet low enough that
@@ -44,7 +44,7 @@ WARMUP_SECONDS = 1.0
 
 
 def pipeline_command():
-    return [sys.executable, '-m', 'pointcloud_pipeline.pipeline_node', '--ros-args',
+    return [sys.executable, '-m', 'pointcloud_pipeline.nodes.pipeline_node', '--ros-args',
             '--params-file', str(REPO / 'config' / 'pipeline.yaml'),
             '-p', 'bev.enable:=true', '-p', 'log_period:=0.0']
 

@@ -11,8 +11,8 @@ import argparse
 import json
 import time
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data

@@ -15,8 +15,8 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
-from pointcloud_pipeline.messages import array_to_image, make_camera_info
-from pointcloud_pipeline.synthetic import SyntheticDepthCamera
+from pointcloud_pipeline.demo.synthetic import SyntheticDepthCamera
+from pointcloud_pipeline.ros.camera_messages import array_to_image, make_camera_info
 
 
 def main():
@@ -36,7 +36,8 @@ def main():
     info_pub = node.create_publisher(CameraInfo, 'depth/camera_info', qos)
     images = [array_to_image(d, '16UC1') for d in depth_frames]
     info = make_camera_info(images[0].header, args.width, args.height,
-                            camera.camera_matrix(), camera.projection_matrix())
+                            camera.intrinsics.camera_matrix(),
+                            camera.intrinsics.projection_matrix())
     deadline = time.monotonic() + 30
     while depth_pub.get_subscription_count() == 0 and time.monotonic() < deadline:
         time.sleep(0.05)

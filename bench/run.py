@@ -7,9 +7,9 @@ references it measures in the same run (numpy reference, memcpy floor, naive nod
 import argparse
 import importlib
 import os
+from pathlib import Path
 import platform
 import sys
-from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))

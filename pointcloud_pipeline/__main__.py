@@ -1,6 +1,6 @@
-"""``python -m pointcloud_pipeline COMMAND ...`` (see pointcloud_pipeline.cli)."""
+"""``python -m pointcloud_pipeline COMMAND ...`` (see pointcloud_pipeline.batch.cli)."""
 import sys
 
-from pointcloud_pipeline.cli import main
+from pointcloud_pipeline.batch.cli import main
 
 sys.exit(main())

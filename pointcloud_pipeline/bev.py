@@ -51,7 +51,8 @@ import threading
 import numpy as np
 
 from pointcloud_pipeline import _bev
-from pointcloud_pipeline.buffers import writable_bytes
+
+from .layouts import writable_bytes
 
 CHANNELS = ('intensity', 'height', 'density')
 """Order of the 3 output channels (bgr8: blue = intensity, green = height, red = density)."""

@@ -18,119 +18,19 @@ from dataclasses import dataclass
 from functools import lru_cache
 import math
 from numbers import Integral
-from typing import NamedTuple
 
 import numpy as np
 
-from . import _depth
-from .buffers import writable_bytes
+from . import _depth, layouts
+from .camera import CameraIntrinsics, checked_intrinsics
+from .layouts import FLOAT32, PointFieldSpec, writable_bytes
 
 POINT_STEP = 16
-FLOAT32 = 7  # sensor_msgs/PointField datatype
 MAX_THREADS = 1024
 
 DEPTH_DTYPES = (np.dtype(np.uint16), np.dtype(np.float32))
 _FLOAT32_TINY = float(np.finfo(np.float32).smallest_subnormal)
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-# colour encoding -> (channels, index of r, g, b in a pixel)
-COLOR_LAYOUTS = {
-    'rgb8': (3, (0, 1, 2)),
-    'bgr8': (3, (2, 1, 0)),
-    'rgba8': (4, (0, 1, 2)),
-    'bgra8': (4, (2, 1, 0)),
-    'mono8': (1, (0, 0, 0)),
-}
-
-
-class CameraIntrinsics(NamedTuple):
-    """Pinhole intrinsics in pixels: focal lengths ``fx``, ``fy``; principal point ``cx``, ``cy``.
-
-    Convention: pixel centres are at integer coordinates (pixel (0, 0) covers [-0.5, 0.5]^2),
-    as in depth_image_proc, image_geometry and OpenCV.
-    """
-
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-
-    def scaled(self, sx: float, sy: float) -> 'CameraIntrinsics':
-        """Intrinsics of the image resized by ``sx`` horizontally and ``sy`` vertically.
-
-        ``sx = new_width / old_width`` (``sy`` likewise). With pixel centres at integer
-        coordinates, resizing maps a coordinate ``u`` to ``(u + 0.5) * sx - 0.5`` (the mapping
-        ``cv2.resize`` uses), so ``fx' = fx * sx`` and ``cx' = (cx + 0.5) * sx - 0.5``; ``fy``,
-        ``cy`` likewise with ``sy``. (image_geometry's binning uses ``cx / binning``, which
-        differs by ``0.5 * (sx - 1)`` pixels.)
-        """
-        for name, scale in (('sx', sx), ('sy', sy)):
-            if not (math.isfinite(scale) and scale > 0):
-                raise ValueError(f'scale factor {name} must be finite and > 0, got {scale!r}')
-        return CameraIntrinsics(self.fx * sx, self.fy * sy,
-                                (self.cx + 0.5) * sx - 0.5, (self.cy + 0.5) * sy - 0.5)
-
-
-def _checked_intrinsics(fx, fy, cx, cy):
-    for name, value in (('fx', fx), ('fy', fy)):
-        if not (math.isfinite(value) and value > 0):
-            raise ValueError(f'intrinsics: {name} must be finite and > 0, got {value!r}')
-    for name, value in (('cx', cx), ('cy', cy)):
-        if not math.isfinite(value):
-            raise ValueError(f'intrinsics: {name} must be finite, got {value!r}')
-    return CameraIntrinsics(float(fx), float(fy), float(cx), float(cy))
-
-
-def _matrix(values, name, length):
-    if values is None:
-        raise ValueError(f'camera_info {name} is missing')
-    try:
-        matrix = np.asarray(values, dtype=np.float64).ravel()
-    except (TypeError, ValueError) as error:
-        raise ValueError(f'camera_info {name} is not numeric: {error}') from None
-    if matrix.size != length:
-        raise ValueError(f'camera_info {name} must have {length} values, got {matrix.size}')
-    return matrix
-
-
-def intrinsics_from_camera_info(k, p, use_projection_matrix: bool = True) -> CameraIntrinsics:
-    """Intrinsics from a ``sensor_msgs/CameraInfo``'s ``k`` (3x3) and ``p`` (3x4), row-major.
-
-    By default from the projection matrix P (fx=P[0], fy=P[5], cx=P[2], cy=P[6]), as
-    depth_image_proc does: that is right for rectified depth images. ``use_projection_matrix=
-    False`` uses K (fx=K[0], fy=K[4], cx=K[2], cy=K[5]). The matrix not used may be None.
-    P's translation column (stereo baseline) is ignored.
-    Raises ValueError for a wrong length, an all-zero (uncalibrated) matrix, non-finite or
-    non-positive fx/fy, non-finite cx/cy.
-    """
-    if use_projection_matrix:
-        matrix = _matrix(p, 'P', 12)
-        if k is not None:
-            _matrix(k, 'K', 9)
-        fx, fy, cx, cy = matrix[0], matrix[5], matrix[2], matrix[6]
-        name = 'P'
-    else:
-        matrix = _matrix(k, 'K', 9)
-        if p is not None:
-            _matrix(p, 'P', 12)
-        fx, fy, cx, cy = matrix[0], matrix[4], matrix[2], matrix[5]
-        name = 'K'
-    if not matrix.any():
-        raise ValueError(f'camera_info {name} is all zeros (camera not calibrated)')
-    try:
-        return _checked_intrinsics(fx, fy, cx, cy)
-    except ValueError as error:
-        raise ValueError(f'camera_info {name}: {error}') from None
-
-
-class PointFieldSpec(NamedTuple):
-    """One ``sensor_msgs/PointField``: name, byte offset in the point, datatype, count."""
-
-    name: str
-    offset: int
-    datatype: int
-    count: int
-
 
 _XYZ_FIELDS = (PointFieldSpec('x', 0, FLOAT32, 1), PointFieldSpec('y', 4, FLOAT32, 1),
                PointFieldSpec('z', 8, FLOAT32, 1))
@@ -234,10 +134,8 @@ def _checked_depth(depth):
 
 
 def _checked_color(color, encoding, height, width, resize):
-    if encoding not in COLOR_LAYOUTS:
-        raise ValueError(f'unknown colour encoding {encoding!r} '
-                         f'(expected one of {", ".join(COLOR_LAYOUTS)})')
-    channels, (r, g, b) = COLOR_LAYOUTS[encoding]
+    layout = layouts.color_encoding(encoding)
+    channels, (r, g, b) = layout.channels, layout.rgb_index
     if not isinstance(color, np.ndarray):
         raise ValueError(f'color must be a numpy array, got {type(color).__name__}')
     if color.dtype != np.uint8:
@@ -299,7 +197,7 @@ def depth_to_cloud(depth: np.ndarray, intrinsics: CameraIntrinsics, *, depth_sca
     depth: 2-D numpy array, H x W. uint16 (16UC1/mono16): metres = value * ``depth_scale``
         (default 0.001, i.e. millimetres), 0 = invalid. float32 (32FC1): metres (``depth_scale``
         ignored), non-finite or <= 0 = invalid. Any strides are read in place (padded rows from
-        ``image.image_array``, negative strides, column slices); non-native byte order
+        ``ros.camera_messages.image_array``, negative strides, column slices); non-native byte order
         (e.g. ``'>u2'``) is byte-swapped into a copy, unaligned arrays are copied.
     intrinsics: :class:`CameraIntrinsics` of this image (pixels).
     depth_scale: metres per uint16 unit (> 0). Z is computed in float32: ``float32(value) *
@@ -320,7 +218,7 @@ def depth_to_cloud(depth: np.ndarray, intrinsics: CameraIntrinsics, *, depth_sca
         A different size is a ValueError unless ``resize_color``: then it is resized to the
         depth size with ``cv2.resize``, INTER_AREA when shrinking, INTER_LINEAR otherwise
         (a per-frame allocation).
-    color_encoding: one of ``COLOR_LAYOUTS`` (rgb8, bgr8, rgba8, bgra8, mono8).
+    color_encoding: one of ``layouts.COLOR_ENCODINGS`` (rgb8, bgr8, rgba8, bgra8, mono8).
     out: optional writable contiguous buffer (numpy uint8, bytearray, array('B')) of at least
         the cloud's bytes (``max_cloud_bytes`` always suffices). The cloud is written into its
         first bytes and ``Cloud.data`` is a view of them: no cloud allocation per frame.
@@ -337,7 +235,7 @@ def depth_to_cloud(depth: np.ndarray, intrinsics: CameraIntrinsics, *, depth_sca
             raise ValueError(f'intrinsics must be CameraIntrinsics(fx, fy, cx, cy), '
                              f'got {intrinsics!r}')
         intrinsics = CameraIntrinsics(*intrinsics)
-    intrinsics = _checked_intrinsics(*intrinsics)
+    intrinsics = checked_intrinsics(*intrinsics)
     _check_range(depth_scale, min_range, max_range, invalid_depth)
     dx = _positive_int(decimation_x, 'decimation_x')
     dy = _positive_int(decimation_y, 'decimation_y')
@@ -351,9 +249,7 @@ def depth_to_cloud(depth: np.ndarray, intrinsics: CameraIntrinsics, *, depth_sca
     if color is not None:
         color, r, g, b = _checked_color(color, color_encoding, height, width, resize_color)
     else:
-        if color_encoding not in COLOR_LAYOUTS:
-            raise ValueError(f'unknown colour encoding {color_encoding!r} '
-                             f'(expected one of {", ".join(COLOR_LAYOUTS)})')
+        layouts.color_encoding(color_encoding)
         r = g = b = 0
     x_coef, y_coef = _ray_coefficients(intrinsics, height, width, dx, dy)
     is_float = depth.dtype == np.float32

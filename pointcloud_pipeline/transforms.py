@@ -71,9 +71,3 @@ def validated_transform(matrix, tolerance=1e-4):
     if np.linalg.det(rotation) < 0:
         raise ValueError('the 3x3 part of the transform is a reflection (determinant -1)')
     return array
-
-
-def transform_points(transform, points):
-    """Apply a 4x4 ``transform`` to an ``N x 3`` array of points; returns ``N x 3`` float64."""
-    points = np.asarray(points, dtype=np.float64)
-    return points @ transform[:3, :3].T + transform[:3, 3]

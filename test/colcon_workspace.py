@@ -9,11 +9,11 @@ Exit status: colcon's (non-zero when the build or any test fails).
 """
 import argparse
 import os
+from pathlib import Path
 import shutil
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = 'pointcloud_pipeline'

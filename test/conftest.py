@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pointcloud_pipeline.ros_env import apply_loopback_ros_env
+from pointcloud_pipeline.ros.dds_environment import apply_loopback_ros_env
 
 apply_loopback_ros_env()
 

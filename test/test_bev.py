@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pointcloud_pipeline import bev
-from pointcloud_pipeline.bev import CHANNELS, BevGrid, bev_image, bev_image_from_buffer
+from pointcloud_pipeline.bev import BevGrid, CHANNELS, bev_image, bev_image_from_buffer
 from reference_bev import python_loop_bev, reference_bev, reference_bev_points
 
 SMALL = BevGrid(x_range=(0.0, 4.0), y_range=(-2.0, 2.0), z_range=(-1.0, 1.0), resolution=1.0)

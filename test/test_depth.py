@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 
 from pointcloud_pipeline import _depth
-from pointcloud_pipeline.depth import (
-    CameraIntrinsics, Cloud, POINT_STEP, PointFieldSpec, cloud_fields, depth_to_cloud,
-    intrinsics_from_camera_info, max_cloud_bytes, organized_shape)
-from pointcloud_pipeline.image import image_array
+from pointcloud_pipeline.camera import (CameraIntrinsics, intrinsics_from_camera_info,
+                                        scale_intrinsics)
+from pointcloud_pipeline.depth import (Cloud, POINT_STEP, cloud_fields, depth_to_cloud,
+                                       max_cloud_bytes, organized_shape)
+from pointcloud_pipeline.layouts import PointFieldSpec
+from pointcloud_pipeline.ros.camera_messages import image_array
 from reference_depth import pack_rgb, reference_points, unpack_rgb
 
 SEVEN_SCENES_K = CameraIntrinsics(585.0, 585.0, 320.0, 240.0)
@@ -506,7 +508,8 @@ def test_scaled_intrinsics_follow_cv2_resize():
     u_map = np.tile(np.arange(640, dtype=np.float32), (480, 1))
     v_map = np.tile(np.arange(480, dtype=np.float32)[:, None], (1, 640))
     for width, height in ((320, 240), (1280, 960), (160, 360)):
-        scaled = intrinsics.scaled(width / 640, height / 480)
+        k, _ = scale_intrinsics(intrinsics.camera_matrix(), None, (480, 640), (height, width))
+        scaled = intrinsics_from_camera_info(k, None, use_projection_matrix=False)
         resized_u = cv2.resize(u_map, (width, height), interpolation=cv2.INTER_LINEAR)
         resized_v = cv2.resize(v_map, (width, height), interpolation=cv2.INTER_LINEAR)
         inner = (slice(2, -2), slice(2, -2))  # away from the clamped borders
@@ -518,9 +521,8 @@ def test_scaled_intrinsics_follow_cv2_resize():
         np.testing.assert_allclose(((v_new - scaled.cy) / scaled.fy)[inner],
                                    ((resized_v - intrinsics.cy) / intrinsics.fy)[inner],
                                    atol=1e-5)
-    assert intrinsics.scaled(1, 1) == intrinsics
-    with pytest.raises(ValueError, match='sx must be finite and > 0'):
-        intrinsics.scaled(0, 1)
+    with pytest.raises(ValueError, match='sizes must be positive'):
+        scale_intrinsics(intrinsics.camera_matrix(), None, (480, 640), (0, 640))
 
 
 def test_shapes_and_fields():
@@ -572,9 +574,9 @@ GOOD_DEPTH = np.full((4, 6), 1000, np.uint16)
     (dict(decimation_x=1.5), 'decimation_x must be a positive integer, got 1.5'),
     (dict(threads=-1), r'threads must be an integer from 0 \(all cores\) to 1024, got -1'),
     (dict(threads=2**40), 'threads must be an integer from 0'),
-    (dict(color_encoding='yuv422'), "unknown colour encoding 'yuv422'"),
+    (dict(color_encoding='yuv422'), "unsupported colour encoding 'yuv422'"),
     (dict(color=np.zeros((4, 6, 3), np.uint8), color_encoding='bayer_rggb8'),
-     "unknown colour encoding 'bayer_rggb8'"),
+     "unsupported colour encoding 'bayer_rggb8'"),
     (dict(color=np.zeros((4, 6, 3), np.float32)), 'color must be uint8'),
     (dict(color=np.zeros((4, 6, 4), np.uint8)), r'color shape \(4, 6, 4\) does not fit rgb8'),
     (dict(color=np.zeros((4, 6), np.uint8), color_encoding='bgra8'), 'does not fit bgra8'),

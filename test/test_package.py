@@ -1,5 +1,6 @@
 """The package's metadata agrees with itself and with what colcon and ROS users rely on."""
 import configparser
+import importlib
 import re
 import xml.etree.ElementTree as ET
 
@@ -34,8 +35,30 @@ def test_scripts_install_where_ros2_run_finds_them():
     assert (REPO_ROOT / 'resource' / 'pointcloud_pipeline').is_file()
 
 
+EXECUTABLES = {  # ros2 run / console script name -> module:function
+    'pointcloud_pipeline': 'pointcloud_pipeline.batch.cli:main',
+    'bev_batch': 'pointcloud_pipeline.batch.bev:main',
+    'pipeline_node': 'pointcloud_pipeline.nodes.pipeline_node:main',
+    'bev_node': 'pointcloud_pipeline.nodes.bev_node:main',
+    'depth_estimator_node': 'pointcloud_pipeline.nodes.depth_estimator_node:main',
+    'synthetic_camera_node': 'pointcloud_pipeline.nodes.synthetic_camera_node:main',
+    'replay_node': 'pointcloud_pipeline.nodes.replay_node:main',
+    'recorder_node': 'pointcloud_pipeline.nodes.recorder_node:main',
+}
+
+
+def test_console_scripts_keep_their_names_and_resolve():
+    """The executables' names are what launch files and users run; each one imports."""
+    text = (REPO_ROOT / 'setup.py').read_text()
+    scripts = dict(re.findall(r"'(\w+) = ([\w.]+:\w+)'", text))
+    assert scripts == EXECUTABLES
+    for target in scripts.values():
+        module, function = target.split(':')
+        assert callable(getattr(importlib.import_module(module), function)), target
+
+
 def test_ros_env_confines_dds_to_loopback():
-    from pointcloud_pipeline.ros_env import loopback_ros_env
+    from pointcloud_pipeline.ros.dds_environment import loopback_ros_env
     env = loopback_ros_env(base={'ROS_LOCALHOST_ONLY': '1'})
     assert env['ROS_AUTOMATIC_DISCOVERY_RANGE'] == 'LOCALHOST'
     assert 1 <= int(env['ROS_DOMAIN_ID']) <= 100

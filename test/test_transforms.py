@@ -5,8 +5,13 @@ import numpy as np
 import pytest
 
 from pointcloud_pipeline.transforms import (OPTICAL_TO_BODY_ROTATION, camera_mount_transform,
-                                            rotation_from_rpy, transform_points,
-                                            validated_transform)
+                                            rotation_from_rpy, validated_transform)
+
+
+def transform_points(transform, points):
+    """Apply a 4x4 ``transform`` to ``N x 3`` points (float64)."""
+    points = np.asarray(points, dtype=np.float64)
+    return points @ transform[:3, :3].T + transform[:3, 3]
 
 
 def test_default_mount_is_the_standard_optical_to_body_rotation_raised_by_the_height():

@@ -1,0 +1,52 @@
+"""Command line of pointcloud_pipeline: ``python -m pointcloud_pipeline COMMAND ...``.
+
+Each command lives in its own module, which provides ``add_arguments(parser)`` and
+``checked_run(parser, args) -> exit code``; add it to ``COMMANDS`` to make it a subcommand.
+"""
+import argparse
+import importlib
+import sys
+
+from pointcloud_pipeline import __version__
+
+PROG = 'pointcloud_pipeline'
+# command name -> (module, one-line help)
+COMMANDS = {
+    'bev': ('pointcloud_pipeline.batch.bev', "KITTI .bin scans -> bird's-eye-view PNG images"),
+}
+
+
+def build_parser():
+    """The top-level parser: lists the commands (help, --version, unknown commands)."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, description='Fast point-cloud tools: batch conversions of data at rest.')
+    parser.add_argument('--version', action='version', version=f'%(prog)s {__version__}')
+    commands = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
+    for name, (_, summary) in COMMANDS.items():
+        commands.add_parser(name, help=summary, add_help=False)
+    return parser
+
+
+def build_command_parser(name):
+    """The parser of one command, with the command module's options."""
+    module = importlib.import_module(COMMANDS[name][0])
+    parser = argparse.ArgumentParser(prog=f'{PROG} {name}', description=module.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    module.add_arguments(parser)
+    return module, parser
+
+
+def main(argv=None):
+    """Console script ``pointcloud_pipeline``; returns the command's exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] not in COMMANDS:
+        build_parser().parse_args(argv)  # prints help/version or the usage error and exits
+        return 2
+    module, parser = build_command_parser(argv[0])
+    # intermixed: positional inputs may come before and after options such as -o
+    args = parser.parse_intermixed_args(argv[1:])
+    return module.checked_run(parser, args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

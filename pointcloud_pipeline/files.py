@@ -1,0 +1,79 @@
+"""Files: outputs that are complete or absent, and the package's own config files.
+
+Outputs (:func:`atomic_output`, :func:`write_atomically`) are written to a temporary name beside
+the target, flushed to disk, then renamed over it. Readers see the old file or the complete new one, never a partial one, also when the writer is
+interrupted or killed: what an interruption leaves is a hidden ``.NAME.*.partial`` temporary in
+the target's directory (removed on any Python-level failure; after ``kill -9`` it stays behind,
+hidden, and is never taken for an output).
+"""
+import contextlib
+import os
+from pathlib import Path
+import tempfile
+
+PARTIAL_SUFFIX = '.partial'
+PACKAGE_NAME = 'pointcloud_pipeline'
+SOURCE_CONFIG_DIR = Path(__file__).resolve().parent.parent / 'config'  # in a source checkout
+
+
+# Read once at import: os.umask can only be read by setting it, which is not thread-safe.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+@contextlib.contextmanager
+def atomic_output(path, make_parents=False):
+    """Context manager yielding a temporary path in ``path``'s directory to write the output to.
+
+    On a normal exit the temporary file is fsync'ed, given the permissions ``open()`` would give
+    (``0o666 & ~umask``; mkstemp makes 0600 files) and renamed to ``path`` (``os.replace``); on
+    an exception it is removed and ``path`` is left as it was. The directory must exist, unless
+    ``make_parents`` (then it is created).
+    """
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if make_parents:
+        os.makedirs(directory, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=f'.{os.path.basename(path)}.',
+                                         suffix=PARTIAL_SUFFIX)
+    os.close(handle)
+    try:
+        yield temporary
+        with open(temporary, 'rb+') as written:
+            os.fsync(written.fileno())
+        os.chmod(temporary, 0o666 & ~_UMASK)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
+def write_atomically(path, data, make_parents=False):
+    """Write the bytes-like ``data`` to ``path`` through :func:`atomic_output`; returns ``path``."""
+    with atomic_output(path, make_parents) as temporary, open(temporary, 'wb') as file:
+        file.write(data)
+    return path
+
+
+def config_dirs(subdir=''):
+    """The existing ``config/<subdir>`` directories, in search order: the source tree's (beside
+    the package, when running from a checkout), then the installed
+    ``share/pointcloud_pipeline/config/<subdir>`` (found through the ament index)."""
+    dirs = [SOURCE_CONFIG_DIR / subdir]
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        dirs.append(Path(get_package_share_directory(PACKAGE_NAME)) / 'config' / subdir)
+    except Exception:  # ament_index_python absent, or the package not installed
+        pass
+    return [directory for directory in dirs if directory.is_dir()]
+
+
+def config_file(name):
+    """Path of the package's ``config/<name>`` (first of :func:`config_dirs`); FileNotFoundError
+    saying where it was looked for."""
+    for directory in config_dirs():
+        if (directory / name).is_file():
+            return directory / name
+    raise FileNotFoundError(f'config/{name} not found in the source tree ({SOURCE_CONFIG_DIR}) '
+                            f'nor in the installed share/{PACKAGE_NAME}')

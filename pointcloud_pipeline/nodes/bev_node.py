@@ -1,0 +1,121 @@
+"""ROS 2 node: any PointCloud2 (e.g. a LiDAR's ``/velodyne_points``) -> bird's-eye-view image.
+
+Subscribes ``points`` (sensor_msgs/PointCloud2 with x, y, z FLOAT32 fields, found by name, and
+an optional FLOAT32 ``intensity``), read in place from ``msg.data``; the cloud's frame is taken
+as x forward, y left, z up unless ``use_transform`` maps it there. Publishes ``bev/image``
+(sensor_msgs/Image bgr8: blue intensity, green height, red density; forward is up) with the
+cloud's stamp, and ``/diagnostics``. Nothing is computed while nobody subscribes. Bad clouds are
+dropped with a throttled warning and counted per reason. Parameters: config/pipeline.yaml
+(section bev_node).
+"""
+import sys
+import time
+
+from rclpy.node import Node
+from sensor_msgs.msg import Image, PointCloud2
+from std_msgs.msg import Header
+
+from ..bev import bev_image_from_buffer
+from ..ros.camera_messages import pixels_to_image
+from ..ros.data_field import MessageBuffer
+from ..ros.diagnostics import DiagnosticsReporter, FrameStatistics, ReasonWarnings
+from ..ros.executable import run_node
+from ..ros.message_checks import FrameError, cloud_layout
+from ..ros.parameters import BevSettings, ParameterDeclarer, QOS_CHOICES, qos_profile
+
+IDENTITY = [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+
+
+def declare_bev_parameters(params):
+    """Declare every parameter of the node (names, defaults and ranges of pipeline.yaml)."""
+    d = params.declare
+    d('qos', 'sensor_data', 'QoS of input and output', choices=QOS_CHOICES, read_only=True)
+    d('queue_size', 5, 'history depth of the subscription and publisher',
+      value_range=(1, 100), read_only=True)
+    d('max_cloud_bytes', 268435456, 'input clouds with more data bytes are dropped',
+      value_range=(1, 2**31 - 1))
+    d('threads', 1, 'kernel threads (0: all cores); 1 is fastest when other processes share '
+      'the cores', value_range=(0, 256))
+    d('x_range', [-40.0, 40.0], 'metres forward covered [min, max]')
+    d('y_range', [-40.0, 40.0], 'metres left covered [min, max]')
+    d('z_range', [-2.73, 1.27], 'metres up kept [min, max]')
+    d('resolution', 0.1, 'metres per cell', value_range=(0.001, 100.0))
+    d('intensity_range', [0.0, 1.0], 'raw intensity mapped to [0, 1] [min, max]')
+    d('use_transform', False, 'apply transform (4x4 row-major) to the points first')
+    d('transform', IDENTITY, '4x4 cloud frame -> z-up frame, row-major')
+    d('frame_id', '', "frame of the BEV image ('' = the cloud's)")
+    d('diagnostics_period', 1.0, 'seconds between /diagnostics messages',
+      value_range=(0.01, 3600.0), read_only=True)
+    d('log_period', 10.0, 'seconds between summary log lines (0: never)',
+      value_range=(0.0, 86400.0))
+    d('warn_throttle', 5.0, 'seconds between repeated warnings of one kind',
+      value_range=(0.0, 3600.0))
+
+
+class BevNode(Node):
+    """PointCloud2 -> ``bev/image``; see the module docstring."""
+
+    def __init__(self, **kwargs):
+        super().__init__('bev_node', **kwargs)
+        self._params = ParameterDeclarer(self)
+        declare_bev_parameters(self._params)
+        self.settings = BevSettings.from_parameters(self._params.values())
+        profile = qos_profile(self.get_parameter('qos').value,
+                              self.get_parameter('queue_size').value)
+        self.statistics = FrameStatistics()
+        self.warnings = ReasonWarnings(self.get_logger(), self.settings.warn_throttle)
+        self._buffer = MessageBuffer()
+        self.publisher = self.create_publisher(Image, 'bev/image', profile)
+        self.create_subscription(PointCloud2, 'points', self._on_cloud, profile)
+        self.reporter = DiagnosticsReporter(
+            self, self.statistics, period=self.get_parameter('diagnostics_period').value,
+            log_period=self.settings.log_period)
+        self.add_on_set_parameters_callback(
+            self._params.validator(BevSettings.from_parameters))
+        self.add_post_set_parameters_callback(self._apply_parameters)
+        grid = self.settings.grid
+        self.get_logger().info(f'{self.resolve_topic_name("points")} -> '
+                               f'{self.resolve_topic_name("bev/image")} '
+                               f'({grid.rows}x{grid.cols} cells of {grid.resolution:g} m)')
+
+    def _apply_parameters(self, parameters):
+        settings = BevSettings.from_parameters(self._params.values())
+        self.reporter.log_period = settings.log_period
+        if settings.warn_throttle != self.settings.warn_throttle:
+            self.warnings.period = settings.warn_throttle
+        self.settings = settings
+
+    def _on_cloud(self, msg):
+        received = time.perf_counter()
+        self.statistics.count_received()
+        try:
+            if self.publisher.get_subscription_count() == 0:
+                self.statistics.count_skipped()
+                return
+            settings = self.settings
+            layout = cloud_layout(msg, settings.max_cloud_bytes)
+            grid = settings.grid
+            pixels = self._buffer.view(grid.rows * grid.cols * 3).reshape(grid.shape)
+            image = bev_image_from_buffer(
+                layout.buffer, layout.point_step, layout.num_points, x_offset=layout.x_offset,
+                y_offset=layout.y_offset, z_offset=layout.z_offset,
+                intensity_offset=layout.intensity_offset, grid=grid,
+                transform=settings.transform, out=pixels, threads=settings.threads)
+            header = Header(stamp=msg.header.stamp,
+                            frame_id=settings.frame_id or msg.header.frame_id)
+            self.publisher.publish(pixels_to_image(image, 'bgr8', header, self._buffer))
+            self.statistics.count_published(time.perf_counter() - received)
+        except FrameError as error:
+            self.statistics.count_dropped(error.reason)
+            self.warnings.warn(error.reason, f'dropped a cloud: {error}')
+        except Exception as error:  # noqa: BLE001 - nothing may escape a callback
+            self.statistics.count_dropped('internal_error')
+            self.warnings.warn('internal_error', f'dropped a cloud: {error!r}')
+
+
+def main(args=None):
+    return run_node(BevNode, args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

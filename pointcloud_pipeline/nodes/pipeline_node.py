@@ -1,0 +1,300 @@
+"""ROS 2 node: depth image (+ colour) -> PointCloud2 and a bird's-eye-view image.
+
+Subscribes
+- ``depth/image_rect`` (sensor_msgs/Image: 16UC1 / mono16 in ``depth_scale`` metres per unit,
+  32FC1 in metres),
+- ``depth/camera_info`` (sensor_msgs/CameraInfo; the latest valid one is used; best effort, so
+  any publisher matches, plus a transient-local subscription once a latched publisher appears,
+  so its last message is received too),
+- ``rgb/image_rect_color`` (rgb8/bgr8/rgba8/bgra8/mono8, registered to depth) when ``use_rgb``,
+  paired with depth by stamp (exact, or within ``sync_slop`` seconds).
+Publishes
+- ``points`` (sensor_msgs/PointCloud2): x, y, z float32 at 0, 4, 8 (+ packed rgb float32 at 12),
+  point_step 16, in the depth image's optical frame (x right, y down, z forward), metres;
+  organized (NaN for invalid pixels) or dense; header copied from the depth image;
+- ``bev/image`` (sensor_msgs/Image bgr8: blue intensity, green height, red density), computed
+  from the same point buffer after the ``mount.*`` transform into the z-up body frame.
+- ``/diagnostics``: frames in/out/dropped per reason, latency p50/p99 from receiving the depth
+  image to publishing its cloud (``latency_ms``) and its BEV image (``bev_latency_ms``).
+
+Nothing is converted for an output nobody subscribes to. A bad message is dropped with a
+throttled warning and counted; no exception leaves a callback. Parameters: config/pipeline.yaml.
+"""
+import sys
+import time
+
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header
+
+from ..bev import bev_image_from_buffer
+from ..depth import POINT_STEP, cloud_fields, depth_to_cloud, max_cloud_bytes
+from ..layouts import COLOR_ENCODINGS, DEPTH_ENCODINGS
+from ..ros.camera_messages import pixels_to_image
+from ..ros.cloud_messages import SerializedPointCloud2
+from ..ros.data_field import MessageBuffer
+from ..ros.diagnostics import DiagnosticsReporter, FrameStatistics, ReasonWarnings
+from ..ros.executable import run_node
+from ..ros.message_checks import (FrameError, camera_model, check_camera_matches,
+                                  check_color_matches, image_pixels)
+from ..ros.parameters import ParameterDeclarer, PipelineSettings, QOS_CHOICES, qos_profile
+from ..ros.stamp_sync import StampSynchronizer
+from ..transforms import OPTICAL_TO_BODY_ROTATION
+
+DEFAULT_MOUNT_TRANSFORM = [*OPTICAL_TO_BODY_ROTATION[0], 0.0, *OPTICAL_TO_BODY_ROTATION[1], 0.0,
+                           *OPTICAL_TO_BODY_ROTATION[2], 0.0, 0.0, 0.0, 0.0, 1.0]
+
+
+def declare_pipeline_parameters(params):
+    """Declare every parameter of the node (names, defaults and ranges of pipeline.yaml)."""
+    d = params.declare
+    d('qos', 'sensor_data', 'QoS of inputs and outputs', choices=QOS_CHOICES, read_only=True)
+    d('queue_size', 5, 'history depth of subscriptions and publishers', value_range=(1, 100),
+      read_only=True)
+    d('use_rgb', False, 'colour the cloud from rgb/image_rect_color', read_only=True)
+    d('resize_rgb', False, 'resize a colour image of another size instead of dropping it')
+    d('sync_slop', 0.0, 'largest depth/colour stamp difference, seconds (0: exact)',
+      value_range=(0.0, 1.0))
+    d('sync_queue_size', 10, 'frames waiting for their partner, per stream',
+      value_range=(1, 1000), read_only=True)
+    d('sync_max_age', 0.5, 'seconds after which an unpaired frame is dropped',
+      value_range=(0.001, 60.0))
+    d('max_image_bytes', 268435456, 'input images with more data bytes are dropped',
+      value_range=(1, 2**31 - 1))
+    d('depth_scale', 0.001, 'metres per 16UC1/mono16 depth unit', value_range=(1e-9, 1000.0))
+    d('use_projection_matrix', True, 'intrinsics from camera_info P (else K)')
+    d('min_range', 0.0, 'metres; nearer readings are invalid', value_range=(0.0, 1000.0))
+    d('max_range', 20.0, 'metres; farther readings are invalid', value_range=(0.0, 1000.0))
+    d('invalid_depth', 0.0, 'metres; > 0: pixels without a reading become points this far '
+      'along their ray (clears costmaps); 0: NaN / left out', value_range=(0.0, 1000.0))
+    d('decimation_x', 1, 'keep every n-th column', value_range=(1, 64))
+    d('decimation_y', 1, 'keep every n-th row', value_range=(1, 64))
+    d('organized', True, 'width x height cloud with NaN for invalid pixels (else dense)')
+    d('threads', 1, 'kernel threads (0: all cores); 1 is fastest when other processes share '
+      'the cores', value_range=(0, 256))
+    d('frame_id', '', "frame of the cloud ('' = the depth image's)")
+    d('bev.enable', True, 'publish bev/image')
+    d('bev.x_range', [0.0, 10.0], 'metres forward covered [min, max]')
+    d('bev.y_range', [-5.0, 5.0], 'metres left covered [min, max]')
+    d('bev.z_range', [-2.0, 2.0], 'metres up kept [min, max]')
+    d('bev.resolution', 0.05, 'metres per cell', value_range=(0.001, 100.0))
+    d('bev.frame_id', 'base_link', 'frame_id of the BEV image')
+    for name, description in (('height', 'metres of the camera above the body origin'),
+                              ('x', 'metres of the camera ahead of the body origin'),
+                              ('y', 'metres of the camera left of the body origin'),
+                              ('roll', 'radians about the forward axis'),
+                              ('pitch', 'radians; > 0 tilts the camera down'),
+                              ('yaw', 'radians; > 0 turns the camera left')):
+        d(f'mount.{name}', 0.0, description, value_range=(-100.0, 100.0))
+    d('mount.use_transform', False, 'use mount.transform instead of height/x/y/roll/pitch/yaw')
+    d('mount.transform', DEFAULT_MOUNT_TRANSFORM, '4x4 optical -> body transform, row-major')
+    d('diagnostics_period', 1.0, 'seconds between /diagnostics messages',
+      value_range=(0.01, 3600.0), read_only=True)
+    d('log_period', 10.0, 'seconds between summary log lines (0: never)',
+      value_range=(0.0, 86400.0))
+    d('warn_throttle', 5.0, 'seconds between repeated warnings of one kind',
+      value_range=(0.0, 3600.0))
+
+
+class PipelineNode(Node):
+    """Depth (+ colour) -> ``points`` and ``bev/image``; see the module docstring."""
+
+    def __init__(self, **kwargs):
+        super().__init__('pointcloud_pipeline', **kwargs)
+        self._params = ParameterDeclarer(self)
+        declare_pipeline_parameters(self._params)
+        self.settings = PipelineSettings.from_parameters(self._params.values())
+        qos = self.get_parameter('qos').value
+        depth = self.get_parameter('queue_size').value
+        self.use_rgb = self.get_parameter('use_rgb').value
+        profile = qos_profile(qos, depth)
+
+        self.statistics = FrameStatistics()
+        self.warnings = ReasonWarnings(self.get_logger(), self.settings.warn_throttle)
+        self._camera_info = None
+        self._camera = None
+        self._serialized = SerializedPointCloud2()
+        self._bev_buffer = MessageBuffer()
+        self._unmatched_seen = {'depth': 0, 'color': 0}
+        self.sync = None
+        if self.use_rgb:
+            self.sync = StampSynchronizer(
+                ('depth', 'color'), slop=self.settings.sync_slop,
+                queue_size=self.get_parameter('sync_queue_size').value,
+                max_age=self.settings.sync_max_age)
+
+        self.points_publisher = self.create_publisher(PointCloud2, 'points', profile)
+        self.bev_publisher = self.create_publisher(Image, 'bev/image', profile)
+        # camera_info: best effort + volatile matches every publisher; a latched
+        # (transient-local) publisher's last message needs a transient-local subscription,
+        # which a volatile publisher would refuse, so it is made only when one is seen.
+        self.create_subscription(CameraInfo, 'depth/camera_info', self._on_camera_info,
+                                 QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT))
+        self._latched_info_subscription = None
+        self._latched_info_timer = self.create_timer(0.5, self._watch_for_latched_camera_info)
+        self.create_subscription(Image, 'depth/image_rect', self._on_depth, profile)
+        if self.use_rgb:
+            self.create_subscription(Image, 'rgb/image_rect_color', self._on_color, profile)
+        self.reporter = DiagnosticsReporter(
+            self, self.statistics, period=self.get_parameter('diagnostics_period').value,
+            log_period=self.settings.log_period)
+        self.add_on_set_parameters_callback(
+            self._params.validator(PipelineSettings.from_parameters))
+        self.add_post_set_parameters_callback(self._apply_parameters)
+        self.get_logger().info(
+            f'depth -> {self.resolve_topic_name("points")} '
+            f'({"XYZRGB" if self.use_rgb else "XYZ"}, {qos}) and '
+            f'{self.resolve_topic_name("bev/image")}')
+
+    # --- parameters ------------------------------------------------------------------------
+    def _apply_parameters(self, parameters):
+        previous, settings = self.settings, PipelineSettings.from_parameters(
+            self._params.values())
+        if self.sync is not None:
+            self.sync.slop = settings.sync_slop
+            self.sync.max_age = settings.sync_max_age
+        self.reporter.log_period = settings.log_period
+        if settings.warn_throttle != previous.warn_throttle:
+            self.warnings.period = settings.warn_throttle
+        self.settings = settings
+        if (settings.use_projection_matrix != previous.use_projection_matrix and
+                self._camera_info is not None):
+            self._camera = None  # re-read the last camera_info with the other matrix
+            self._on_camera_info(self._camera_info)
+
+    # --- callbacks -------------------------------------------------------------------------
+    def _on_camera_info(self, info):
+        try:
+            self._camera = camera_model(info, self.settings.use_projection_matrix)
+            self._camera_info = info
+        except FrameError as error:
+            self.statistics.count_event('camera_info_rejected')
+            self.warnings.warn(error.reason, f'ignoring camera_info: {error}')
+        except Exception as error:  # noqa: BLE001 - nothing may escape a callback
+            self.statistics.count_event('camera_info_rejected')
+            self.warnings.warn('internal_error', f'ignoring camera_info: {error!r}')
+
+    def _watch_for_latched_camera_info(self):
+        topic = self.resolve_topic_name('depth/camera_info')
+        for publisher in self.get_publishers_info_by_topic(topic):
+            qos = publisher.qos_profile
+            if qos.durability == DurabilityPolicy.TRANSIENT_LOCAL:
+                self._latched_info_subscription = self.create_subscription(
+                    CameraInfo, 'depth/camera_info', self._on_camera_info,
+                    QoSProfile(depth=1, reliability=qos.reliability,
+                               durability=DurabilityPolicy.TRANSIENT_LOCAL))
+                self._latched_info_timer.cancel()
+                return
+
+    def _wanted(self):
+        """(cloud wanted, BEV wanted): someone subscribes to the output."""
+        return (self.points_publisher.get_subscription_count() > 0,
+                self.settings.bev_enable and self.bev_publisher.get_subscription_count() > 0)
+
+    def _on_depth(self, msg):
+        received = time.perf_counter()
+        self.statistics.count_received()
+        try:
+            if not any(self._wanted()):
+                self.statistics.count_skipped()
+                return
+            if self.sync is None:
+                self._convert(msg, None, received)
+                return
+            pair = self.sync.add('depth', msg.header.stamp, msg)
+            self._count_unmatched()
+            if pair is not None:
+                self._convert(pair[0], pair[1], received)
+        except Exception as error:  # noqa: BLE001 - nothing may escape a callback
+            self.statistics.count_dropped('internal_error')
+            self.warnings.warn('internal_error', f'dropped a depth frame: {error!r}')
+
+    def _on_color(self, msg):
+        received = time.perf_counter()
+        try:
+            pair = self.sync.add('color', msg.header.stamp, msg)
+            self._count_unmatched()
+            if pair is not None:
+                if any(self._wanted()):
+                    self._convert(pair[0], pair[1], received)
+                else:
+                    self.statistics.count_skipped()
+        except Exception as error:  # noqa: BLE001 - nothing may escape a callback
+            self.statistics.count_dropped('internal_error')
+            self.warnings.warn('internal_error', f'dropped a colour frame: {error!r}')
+
+    def _count_unmatched(self):
+        for stream, reason in (('depth', 'no_rgb_partner'), ('color', 'rgb_without_depth')):
+            count = self.sync.unmatched[stream]
+            new = count - self._unmatched_seen[stream]
+            if new > 0:
+                self._unmatched_seen[stream] = count
+                if stream == 'depth':
+                    self.statistics.count_dropped(reason, new)
+                    self.warnings.warn(reason, f'{new} depth frame(s) had no colour image with a '
+                                       f'matching stamp (sync_slop {self.settings.sync_slop} s)')
+                else:
+                    self.statistics.count_event(reason, new)
+
+    def _convert(self, depth_msg, color_msg, received):
+        """Validate, convert and publish one frame (a depth image and maybe its colour)."""
+        settings = self.settings
+        try:
+            camera = self._camera
+            if camera is None:
+                raise FrameError('no_camera_info', 'no valid camera_info received yet')
+            depth = image_pixels(depth_msg, DEPTH_ENCODINGS, settings.max_image_bytes)
+            check_camera_matches(camera, depth.shape)
+            color = color_encoding = None
+            if color_msg is not None:
+                color = image_pixels(color_msg, COLOR_ENCODINGS, settings.max_image_bytes,
+                                     prefix='rgb_')
+                check_color_matches(color.shape, depth.shape, settings.resize_rgb)
+                color_encoding = color_msg.encoding
+            want_cloud, want_bev = self._wanted()
+            frame_id = settings.frame_id or depth_msg.header.frame_id
+            out = self._serialized.data_view(
+                frame_id, cloud_fields(color is not None),
+                max_cloud_bytes(depth.shape, settings.decimation_x, settings.decimation_y))
+            cloud = depth_to_cloud(
+                depth, camera.intrinsics, depth_scale=settings.depth_scale,
+                min_range=settings.min_range, max_range=settings.max_range,
+                invalid_depth=settings.invalid_depth, decimation_x=settings.decimation_x,
+                decimation_y=settings.decimation_y, organized=settings.organized, color=color,
+                color_encoding=color_encoding or 'rgb8', resize_color=settings.resize_rgb,
+                out=out, threads=settings.threads)
+        except FrameError as error:
+            self.statistics.count_dropped(error.reason)
+            self.warnings.warn(error.reason, f'dropped a frame: {error}')
+            return
+        except ValueError as error:
+            self.statistics.count_dropped('conversion_error')
+            self.warnings.warn('conversion_error', f'dropped a frame: {error}')
+            return
+        stamp = depth_msg.header.stamp
+        latency = None
+        if want_cloud:  # serialized in place: see ros.cloud_messages.SerializedPointCloud2
+            self.points_publisher.publish(self._serialized.serialize(cloud, stamp))
+            latency = time.perf_counter() - received
+        if want_bev:
+            grid = settings.bev_grid
+            pixels = self._bev_buffer.view(grid.rows * grid.cols * 3).reshape(grid.shape)
+            image = bev_image_from_buffer(cloud.data, POINT_STEP, cloud.width * cloud.height,
+                                          grid=grid, transform=settings.mount, out=pixels,
+                                          threads=settings.threads)
+            header = Header(stamp=stamp, frame_id=settings.bev_frame_id)
+            self.bev_publisher.publish(pixels_to_image(image, 'bgr8', header,
+                                                       self._bev_buffer))
+            self.statistics.record_latency('bev', time.perf_counter() - received)
+        # latency: receive -> cloud published (-> BEV published when only the BEV is wanted)
+        self.statistics.count_published(
+            latency if latency is not None else time.perf_counter() - received)
+
+
+def main(args=None):
+    return run_node(PipelineNode, args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Checking incoming ROS messages before any conversion (duck-typed: any object with the fields).
+
+Every check raises :class:`FrameError` with a short ``reason`` (the nodes count drops per
+reason) and a message naming the bad field. Nothing here copies pixel or point data except
+where noted.
+"""
+from typing import NamedTuple
+
+import numpy as np
+
+from ..camera import CameraIntrinsics, intrinsics_from_camera_info
+from ..layouts import FLOAT32
+from .camera_messages import ImageError, image_array
+from .cloud_messages import field_named
+
+
+class FrameError(ValueError):
+    """A message that cannot be converted; ``reason`` is a short counter key."""
+
+    def __init__(self, reason, message):
+        super().__init__(message)
+        self.reason = reason
+
+
+def image_pixels(msg, allowed_encodings, max_bytes, prefix=''):
+    """Zero-copy pixels of a ``sensor_msgs/Image`` (big-endian 16-bit data is byte-swapped into
+    a copy). Reasons (with ``prefix``, e.g. 'rgb_'): bad_encoding, empty_image, too_large,
+    bad_step (see :func:`.camera_messages.image_array`)."""
+    try:
+        return image_array(msg.data, int(msg.width), int(msg.height), int(msg.step),
+                           msg.encoding, bool(msg.is_bigendian),
+                           allowed_encodings=allowed_encodings, max_bytes=max_bytes)
+    except ImageError as error:
+        raise FrameError(prefix + error.reason, f'{prefix}{error}') from None
+
+
+class CameraModel(NamedTuple):
+    """What the conversion needs from a ``sensor_msgs/CameraInfo``."""
+
+    intrinsics: CameraIntrinsics
+    width: int
+    height: int
+
+
+def camera_model(info, use_projection_matrix=True):
+    """:class:`CameraModel` of a CameraInfo; reason 'bad_camera_info' for zero sizes, zero or
+    non-finite intrinsics."""
+    width, height = int(info.width), int(info.height)
+    if width == 0 or height == 0:
+        raise FrameError('bad_camera_info', f'camera_info has an empty size {width}x{height}')
+    try:
+        intrinsics = intrinsics_from_camera_info(np.asarray(info.k, dtype=np.float64),
+                                                 np.asarray(info.p, dtype=np.float64),
+                                                 use_projection_matrix=use_projection_matrix)
+    except ValueError as error:
+        raise FrameError('bad_camera_info', str(error)) from None
+    return CameraModel(intrinsics, width, height)
+
+
+def check_camera_matches(model, depth_shape):
+    """Reason 'camera_info_mismatch' when the depth image is not the camera_info's size."""
+    height, width = depth_shape[:2]
+    if (width, height) != (model.width, model.height):
+        raise FrameError('camera_info_mismatch',
+                         f'depth image is {width}x{height} but camera_info is '
+                         f'{model.width}x{model.height}')
+
+
+def check_color_matches(color_shape, depth_shape, resize):
+    """Reason 'rgb_size_mismatch' when colour and depth sizes differ and ``resize`` is off."""
+    if tuple(color_shape[:2]) != tuple(depth_shape[:2]) and not resize:
+        raise FrameError('rgb_size_mismatch',
+                         f'colour image is {color_shape[1]}x{color_shape[0]} but depth is '
+                         f'{depth_shape[1]}x{depth_shape[0]} (set resize_rgb to resize it)')
+
+
+class CloudLayout(NamedTuple):
+    """Where the coordinates are in a ``PointCloud2``'s data (byte offsets in a point)."""
+
+    buffer: object          # contiguous points (msg.data, or a copy without row padding)
+    num_points: int
+    point_step: int
+    x_offset: int
+    y_offset: int
+    z_offset: int
+    intensity_offset: int | None
+
+
+def cloud_layout(msg, max_bytes):
+    """:class:`CloudLayout` of a ``sensor_msgs/PointCloud2`` with float32 x, y, z (required)
+    and intensity (optional; ignored unless float32). Reasons: big_endian, too_large, bad_size,
+    missing_field, bad_field. Rows padded beyond ``width * point_step`` are copied together;
+    otherwise ``buffer`` is ``msg.data`` itself."""
+    if msg.is_bigendian:
+        raise FrameError('big_endian', 'big-endian point clouds are not supported')
+    width, height = int(msg.width), int(msg.height)
+    point_step, row_step = int(msg.point_step), int(msg.row_step)
+    size = len(msg.data)
+    if size > max_bytes:
+        raise FrameError('too_large', f'cloud data of {size} bytes exceeds max_cloud_bytes '
+                                      f'{max_bytes}')
+    offsets = {}
+    for name in ('x', 'y', 'z', 'intensity'):
+        field = field_named(msg.fields, name)
+        if field is None:
+            if name != 'intensity':
+                raise FrameError('missing_field', f'the cloud has no {name!r} field')
+            continue
+        if field.datatype != FLOAT32 or field.count != 1:
+            if name == 'intensity':
+                continue  # e.g. uint16 intensities: the BEV's intensity channel stays 0
+            raise FrameError('bad_field', f'field {name!r} must be one FLOAT32 (datatype 7), '
+                                          f'got datatype {field.datatype} count {field.count}')
+        if not 0 <= field.offset <= point_step - 4:
+            raise FrameError('bad_field', f'field {name!r} at offset {field.offset} does not '
+                                          f'fit in point_step {point_step}')
+        offsets[name] = int(field.offset)
+    if width * height == 0:
+        if size:
+            raise FrameError('bad_size', f'{width}x{height} cloud with {size} data bytes')
+    elif row_step < width * point_step or row_step * height != size:
+        raise FrameError('bad_size', f'{width}x{height} points of {point_step} bytes, '
+                                     f'row_step {row_step}: expected {row_step * height} data '
+                                     f'bytes (row_step >= {width * point_step}), got {size}')
+    buffer = msg.data
+    if height > 1 and row_step != width * point_step:
+        rows = np.frombuffer(msg.data, np.uint8).reshape(height, row_step)
+        buffer = np.ascontiguousarray(rows[:, :width * point_step])
+    return CloudLayout(buffer, width * height, point_step, offsets['x'], offsets['y'],
+                       offsets['z'], offsets.get('intensity'))
+
+
+__all__ = ['FrameError', 'image_pixels', 'CameraModel', 'camera_model', 'check_camera_matches',
+           'check_color_matches', 'CloudLayout', 'cloud_layout']

@@ -1,0 +1,136 @@
+"""Pair messages of two streams (e.g. depth and colour images) by their header stamps.
+
+A small, bounded replacement for ``message_filters`` (not installable from PyPI), without any
+executor dependency: call :meth:`StampSynchronizer.add` from subscription callbacks; a matched
+pair is returned.
+
+Matching: an arriving message is paired with the queued message of the other stream whose stamp
+is closest to its own, if that difference is at most ``slop`` seconds (``slop=0``: exact stamps
+only). Both are then removed. Messages wait in bounded per-stream queues: when a queue is full
+its oldest-stamped message is dropped and counted as unmatched; with ``max_age`` a message is
+also dropped once the newest stamp seen on either stream is more than ``max_age`` seconds newer
+(its partner is presumed lost). Arrival order does not matter within those bounds.
+
+Matching is greedy (the best partner already queued, no waiting for a possibly closer one), which
+gives the lowest latency; with a ``slop`` below half the frame period it is also optimal.
+"""
+import threading
+from typing import Any, NamedTuple
+
+NS_PER_SECOND = 1_000_000_000
+
+
+def stamp_to_ns(stamp):
+    """Nanoseconds of a ``builtin_interfaces/Time``-like object (``sec``, ``nanosec``)."""
+    return int(stamp.sec) * NS_PER_SECOND + int(stamp.nanosec)
+
+
+class _Pending(NamedTuple):
+    stamp_ns: int
+    message: Any
+
+
+class StampSynchronizer:
+    """Bounded two-stream synchroniser by stamp, exact (``slop=0``) or approximate.
+
+    streams: names of the two streams, e.g. ``('depth', 'color')``; pairs are returned in
+        this order.
+    slop: largest stamp difference of a pair, seconds (>= 0).
+    queue_size: messages kept per stream while waiting for a partner (>= 1).
+    max_age: seconds; drop a waiting message once a stamp this much newer has been seen on
+        either stream (None: only the queue bound drops).
+    Thread-safe.
+    """
+
+    def __init__(self, streams=('depth', 'color'), slop=0.0, queue_size=10, max_age=None):
+        streams = tuple(streams)
+        if len(streams) != 2 or streams[0] == streams[1]:
+            raise ValueError(f'streams must be two distinct names, got {streams!r}')
+        if not slop >= 0.0:  # also rejects NaN
+            raise ValueError(f'slop must be >= 0 seconds, got {slop!r}')
+        if int(queue_size) < 1:
+            raise ValueError(f'queue_size must be >= 1, got {queue_size!r}')
+        if max_age is not None and not max_age > 0.0:
+            raise ValueError(f'max_age must be > 0 seconds or None, got {max_age!r}')
+        self.streams = streams
+        self.queue_size = int(queue_size)
+        self._slop_ns = round(slop * NS_PER_SECOND)
+        self._max_age_ns = None if max_age is None else round(max_age * NS_PER_SECOND)
+        self._queues = {name: [] for name in streams}
+        self._newest_ns = None
+        self._lock = threading.Lock()
+        self.matched = 0
+        self.unmatched = {name: 0 for name in streams}
+
+    @property
+    def slop(self):
+        """Largest stamp difference of a pair, seconds."""
+        return self._slop_ns / NS_PER_SECOND
+
+    @slop.setter
+    def slop(self, seconds):
+        if not seconds >= 0.0:
+            raise ValueError(f'slop must be >= 0 seconds, got {seconds!r}')
+        with self._lock:
+            self._slop_ns = round(seconds * NS_PER_SECOND)
+
+    @property
+    def max_age(self):
+        """Seconds after which a waiting message is dropped (None: only the queue bound)."""
+        return None if self._max_age_ns is None else self._max_age_ns / NS_PER_SECOND
+
+    @max_age.setter
+    def max_age(self, seconds):
+        if seconds is not None and not seconds > 0.0:
+            raise ValueError(f'max_age must be > 0 seconds or None, got {seconds!r}')
+        with self._lock:
+            self._max_age_ns = None if seconds is None else round(seconds * NS_PER_SECOND)
+
+    def add(self, stream, stamp, message):
+        """Offer ``message`` of ``stream`` with ``stamp`` (a ``Time`` message or int nanoseconds).
+
+        Returns the matched pair ``(first_stream_message, second_stream_message)``, or None when
+        the message now waits for its partner.
+        """
+        if stream not in self._queues:
+            raise ValueError(f'unknown stream {stream!r} (expected one of {self.streams})')
+        stamp_ns = stamp if isinstance(stamp, int) else stamp_to_ns(stamp)
+        other = self.streams[1] if stream == self.streams[0] else self.streams[0]
+        with self._lock:
+            if self._newest_ns is None or stamp_ns > self._newest_ns:
+                self._newest_ns = stamp_ns
+            self._expire()
+            if self._max_age_ns is not None and stamp_ns < self._newest_ns - self._max_age_ns:
+                self.unmatched[stream] += 1  # too late: every possible partner has expired
+                return None
+            candidates = self._queues[other]
+            best = None
+            for index, pending in enumerate(candidates):
+                gap = abs(pending.stamp_ns - stamp_ns)
+                if gap <= self._slop_ns and (best is None or gap < best[0]):
+                    best = (gap, index)
+            if best is None:
+                queue = self._queues[stream]
+                queue.append(_Pending(stamp_ns, message))
+                if len(queue) > self.queue_size:
+                    oldest = min(range(len(queue)), key=lambda i: queue[i].stamp_ns)
+                    del queue[oldest]
+                    self.unmatched[stream] += 1
+                return None
+            partner = candidates.pop(best[1]).message
+            self.matched += 1
+        return (message, partner) if stream == self.streams[0] else (partner, message)
+
+    def _expire(self):
+        if self._max_age_ns is None:
+            return
+        limit = self._newest_ns - self._max_age_ns
+        for name, queue in self._queues.items():
+            kept = [pending for pending in queue if pending.stamp_ns >= limit]
+            self.unmatched[name] += len(queue) - len(kept)
+            queue[:] = kept
+
+    def pending(self):
+        """Number of messages waiting for a partner, per stream."""
+        with self._lock:
+            return {name: len(queue) for name, queue in self._queues.items()}

@@ -1,0 +1,282 @@
+"""The bev batch command end to end: real KITTI scans and corrupted files in a temp dir, the real
+CLI in a subprocess, atomic outputs, resume, --overwrite, exit codes, processes, Dask."""
+from concurrent.futures import ThreadPoolExecutor
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import REPO_ROOT
+from optional import missing
+from pointcloud_pipeline.batch import bev as batch_bev, cli
+from pointcloud_pipeline.batch.bev import ScanError, find_scans, read_kitti_scan
+from pointcloud_pipeline.bev import BevGrid, bev_image
+
+GOOD = ('000000', '000001', 'copy_of_000000')
+BAD = {
+    'truncated': 'not a multiple of 16',
+    'empty': 'empty file',
+    'has_nan': 'non-finite',
+    'has_inf': 'non-finite',
+}
+SUMMARY = re.compile(r'^bev: (\d+) files: (\d+) written, (\d+) skipped \(output exists\), '
+                     r'(\d+) failed.* in [\d.]+ s', re.MULTILINE)
+
+
+@pytest.fixture
+def scans_dir(shared_data, tmp_path):
+    """A directory of real scans and corrupted ones."""
+    source = shared_data / 'kitti' / 'velodyne'
+    directory = tmp_path / 'velodyne'
+    directory.mkdir()
+    for name in ('000000', '000001'):
+        shutil.copy(source / f'{name}.bin', directory / f'{name}.bin')
+    shutil.copy(source / '000000.bin', directory / 'copy_of_000000.bin')
+    raw = (source / '000000.bin').read_bytes()
+    (directory / 'truncated.bin').write_bytes(raw[:-5])
+    (directory / 'empty.bin').write_bytes(b'')
+    points = np.frombuffer(raw, np.float32).copy()
+    points[4 * 1000 + 2] = np.nan
+    (directory / 'has_nan.bin').write_bytes(points.tobytes())
+    points[4 * 1000 + 2] = np.inf
+    (directory / 'has_inf.bin').write_bytes(points.tobytes())
+    (directory / 'notes.txt').write_text('not a scan: ignored by the directory expansion')
+    return directory
+
+
+def run_cli(*args, timeout=120):
+    """``python -m pointcloud_pipeline bev ...`` in a subprocess (the package of this checkout)."""
+    return subprocess.run([sys.executable, '-m', 'pointcloud_pipeline', 'bev', *map(str, args)],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def summary(result):
+    match = SUMMARY.search(result.stdout)
+    assert match, result.stdout + result.stderr
+    total, written, skipped, failed = map(int, match.groups())
+    return dict(total=total, written=written, skipped=skipped, failed=failed)
+
+
+def expected_image(scan_path, grid=BevGrid()):
+    return bev_image(np.fromfile(scan_path, np.float32).reshape(-1, 4), grid)
+
+
+def assert_outputs(out_dir, scans_dir, names=GOOD, grid=BevGrid()):
+    """Exactly one complete PNG per good scan, equal to the kernel's image; nothing else."""
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted(f'{n}.png' for n in names)
+    for name in names:
+        decoded = cv2.imread(str(out_dir / f'{name}.png'), cv2.IMREAD_UNCHANGED)
+        assert decoded is not None, name
+        np.testing.assert_array_equal(decoded, expected_image(scans_dir / f'{name}.bin', grid))
+
+
+def test_directory_with_real_and_corrupted_scans(scans_dir, tmp_path):
+    out_dir = tmp_path / 'bev'
+    result = run_cli(scans_dir, '-o', out_dir, '--workers', '2')
+    assert result.returncode == 1, result.stderr
+    assert summary(result) == dict(total=7, written=3, skipped=0, failed=4)
+    for name, reason in BAD.items():
+        line = next(l for l in result.stderr.splitlines() if f'{name}.bin' in l)
+        assert line.startswith('error: ') and reason in line, line
+    assert_outputs(out_dir, scans_dir)
+
+    # a rerun resumes: done scans are skipped (not rewritten), bad ones fail again
+    stamps = {p.name: p.stat().st_mtime_ns for p in out_dir.iterdir()}
+    time.sleep(0.01)
+    again = run_cli(scans_dir, '-o', out_dir)
+    assert again.returncode == 1
+    assert summary(again) == dict(total=7, written=0, skipped=3, failed=4)
+    assert {p.name: p.stat().st_mtime_ns for p in out_dir.iterdir()} == stamps
+
+    # only good inputs (files and a glob, overlapping): success, all skipped
+    good = run_cli(scans_dir / '000000.bin', scans_dir / '0*.bin', '-o', out_dir)
+    assert good.returncode == 0, good.stderr
+    assert summary(good) == dict(total=2, written=0, skipped=2, failed=0)
+
+    # --overwrite renders again
+    rewritten = run_cli(scans_dir / '000001.bin', '-o', out_dir, '--overwrite')
+    assert rewritten.returncode == 0
+    assert summary(rewritten)['written'] == 1
+    assert (out_dir / '000001.png').stat().st_mtime_ns != stamps['000001.png']
+    assert_outputs(out_dir, scans_dir)
+
+
+def test_processes_executor_and_grid_options(scans_dir, tmp_path):
+    out_dir = tmp_path / 'bev_cy'
+    result = run_cli(scans_dir / '000000.bin', scans_dir / '000001.bin', '-o', out_dir,
+                     '--executor', 'processes', '--workers', '2', '--batch-size', '1',
+                     '--preset', 'complex-yolo')
+    assert result.returncode == 0, result.stderr
+    assert summary(result) == dict(total=2, written=2, skipped=0, failed=0)
+    assert '2 processes' in result.stdout
+    assert_outputs(out_dir, scans_dir, names=('000000', '000001'), grid=BevGrid.complex_yolo())
+
+    custom = tmp_path / 'bev_custom'
+    result = run_cli(scans_dir / '000001.bin', '-o', custom, '--x-range', '-20', '40',
+                     '--y-range', '-15', '15', '--resolution', '0.2', '--z-range', '-2', '2',
+                     '--intensity-range', '0', '0.5', '--workers', '1')
+    assert result.returncode == 0, result.stderr
+    grid = BevGrid(x_range=(-20, 40), y_range=(-15, 15), z_range=(-2, 2), resolution=0.2,
+                   intensity_range=(0, 0.5))
+    assert_outputs(custom, scans_dir, names=('000001',), grid=grid)
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--resolution', '0.3'], 'whole number'),
+    (['--workers', '0'], 'must be >= 1'),
+    (['--executor', 'gpu'], 'invalid choice'),
+    (['--preset', 'complex-yolo', '--x-range', '0', '40'], '--resolution'),
+])
+def test_usage_errors_exit_2(scans_dir, tmp_path, args, message):
+    result = run_cli(scans_dir, '-o', tmp_path / 'out', *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert not (tmp_path / 'out').exists()
+
+
+def test_missing_inputs_are_reported(tmp_path):
+    empty_dir = tmp_path / 'nothing_here'
+    empty_dir.mkdir()
+    code = cli.main(['bev', str(tmp_path / 'missing.bin'), str(empty_dir),
+                     str(tmp_path / '*.bin'), '-o', str(tmp_path / 'out'), '--no-progress'])
+    assert code == 1
+    assert not (tmp_path / 'out').exists()
+
+
+def test_unwritable_output_is_reported_and_leaves_no_temp_file(scans_dir, tmp_path, capsys):
+    out_dir = tmp_path / 'out'
+    (out_dir / '000001.png').mkdir(parents=True)  # os.replace onto a directory fails
+    code = batch_bev.main([str(scans_dir / '000001.bin'), str(scans_dir / '000000.bin'),
+                           '-o', str(out_dir), '--overwrite', '--no-progress'])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert '000001.bin' in captured.err and 'IsADirectoryError' in captured.err
+    assert sorted(p.name for p in out_dir.iterdir()) == ['000000.png', '000001.png']
+    assert (out_dir / '000001.png').is_dir()
+    assert '1 written, 0 skipped (output exists), 1 failed' in captured.out
+
+
+def test_output_dir_that_cannot_be_created_fails_every_scan(scans_dir, tmp_path, capsys):
+    not_a_dir = tmp_path / 'file'
+    not_a_dir.write_text('')
+    code = batch_bev.main([str(scans_dir / '000000.bin'), str(scans_dir / '000001.bin'),
+                           '-o', str(not_a_dir / 'bev'), '--no-progress'])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert captured.err.count('cannot create') == 2
+    assert '0 written, 0 skipped (output exists), 2 failed' in captured.out
+
+
+def test_same_stem_in_two_directories_is_reported(scans_dir, tmp_path, capsys):
+    other = tmp_path / 'other'
+    other.mkdir()
+    shutil.copy(scans_dir / '000001.bin', other / '000001.bin')
+    code = batch_bev.main([str(scans_dir / '000001.bin'), str(other / '000001.bin'),
+                           '-o', str(tmp_path / 'out'), '--no-progress'])
+    assert code == 1
+    assert 'same output name' in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / 'out').iterdir()] == ['000001.png']
+
+
+def test_interrupted_run_leaves_only_complete_images_and_resumes(scans_dir, tmp_path):
+    many = tmp_path / 'many'
+    many.mkdir()
+    for i in range(60):
+        os.link(scans_dir / f'{GOOD[i % 2]}.bin', many / f'scan_{i:03d}.bin')
+    out_dir = tmp_path / 'out'
+    process = subprocess.Popen(
+        [sys.executable, '-m', 'pointcloud_pipeline', 'bev', str(many), '-o', str(out_dir),
+         '--workers', '2', '--batch-size', '2'],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(out_dir.glob('*.png')):
+        time.sleep(0.005)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode in (130, 0), stderr  # 0 only if it finished before the signal
+    written = sorted(out_dir.iterdir())
+    assert written and all(p.suffix == '.png' for p in written), written  # no temp files
+    if process.returncode == 130:
+        assert (f'{len(written)} written, 0 skipped (output exists), 0 failed, '
+                f'{60 - len(written)} not done (interrupted)') in stdout
+    for path in written:
+        index = int(path.stem.split('_')[1])
+        np.testing.assert_array_equal(cv2.imread(str(path), cv2.IMREAD_UNCHANGED),
+                                      expected_image(many / f'{path.stem}.bin'),
+                                      err_msg=f'{path.name} (scan {GOOD[index % 2]})')
+    resumed = run_cli(many, '-o', out_dir)
+    assert resumed.returncode == 0, resumed.stderr
+    assert summary(resumed) == dict(total=60, written=60 - len(written), skipped=len(written),
+                                    failed=0)
+    assert len(list(out_dir.iterdir())) == 60
+
+
+@pytest.mark.slow
+@missing('dask')
+def test_dask_cluster_on_loopback(scans_dir, tmp_path):
+    from dask.distributed import LocalCluster
+    out_dir = tmp_path / 'bev_dask'
+    with LocalCluster(protocol='tcp://', host='127.0.0.1', dashboard_address=None, n_workers=2,
+                      threads_per_worker=1, processes=False) as cluster:
+        address = cluster.scheduler_address
+        assert address.startswith('tcp://127.0.0.1:')
+        result = run_cli(scans_dir, '-o', out_dir, '--dask-scheduler', address,
+                         '--batch-size', '2')
+    assert result.returncode == 1, result.stderr
+    assert summary(result) == dict(total=7, written=3, skipped=0, failed=4)
+    assert f'dask {address}' in result.stdout
+    for name in BAD:
+        assert f'{name}.bin' in result.stderr
+    assert_outputs(out_dir, scans_dir)
+
+
+# --- the pieces -------------------------------------------------------------------------------
+
+def test_read_kitti_scan(scans_dir):
+    points = read_kitti_scan(scans_dir / '000000.bin')
+    assert points.shape == (115384, 4) and points.dtype == np.float32
+    for name, reason in BAD.items():
+        with pytest.raises(ScanError, match=reason):
+            read_kitti_scan(scans_dir / f'{name}.bin')
+
+
+def test_a_larger_scan_is_read_while_a_view_of_the_previous_one_is_alive(scans_dir):
+    # Regression: the worker's buffer was grown in place, which raised BufferError when a view of
+    # the previous scan was still referenced (as Dask's profiler does with worker frames).
+    small, large = sorted((scans_dir / f'{name}.bin' for name in ('000000', '000001')),
+                          key=lambda path: path.stat().st_size)
+    assert small.stat().st_size < large.stat().st_size
+
+    def in_a_new_worker_thread():  # its buffer starts empty
+        held = read_kitti_scan(small, batch_bev.reused_scan_buffer)
+        held_copy = held.copy()
+        points = read_kitti_scan(large, batch_bev.reused_scan_buffer)
+        np.testing.assert_array_equal(points, np.fromfile(large, np.float32).reshape(-1, 4))
+        np.testing.assert_array_equal(held, held_copy)  # the old buffer was left alone
+        again = read_kitti_scan(small, batch_bev.reused_scan_buffer)
+        assert np.shares_memory(again, points)  # a scan that fits reuses the buffer
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(in_a_new_worker_thread).result()
+
+
+def test_find_scans_expands_dedups_and_reports(scans_dir, tmp_path):
+    scans, problems = find_scans([str(scans_dir / '000001.bin'), str(scans_dir),
+                                  str(scans_dir / 'has_*.bin'), str(tmp_path / 'nope')])
+    names = [p.name for p in scans]
+    assert names[0] == '000001.bin' and len(names) == len(set(names)) == 7
+    assert 'notes.txt' not in names
+    assert problems == [(str(tmp_path / 'nope'), 'no such file or directory')]
+
+
+def test_module_entry_point_help():
+    result = subprocess.run([sys.executable, '-m', 'pointcloud_pipeline', '--help'],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and 'bev' in result.stdout

@@ -1,0 +1,141 @@
+"""StampSynchronizer: exact and approximate pairing, bounds, counters."""
+import threading
+from types import SimpleNamespace
+
+import pytest
+
+from pointcloud_pipeline.ros.stamp_sync import NS_PER_SECOND, StampSynchronizer, stamp_to_ns
+
+MS = 1_000_000  # nanoseconds
+
+
+def test_stamp_to_ns_reads_sec_and_nanosec():
+    assert stamp_to_ns(SimpleNamespace(sec=3, nanosec=7)) == 3 * NS_PER_SECOND + 7
+
+
+def test_exact_pairs_equal_stamps_in_stream_order():
+    sync = StampSynchronizer(('depth', 'color'))
+    assert sync.add('color', 100, 'c100') is None
+    assert sync.add('depth', 100, 'd100') == ('d100', 'c100')
+    assert sync.add('depth', 200, 'd200') is None
+    assert sync.add('color', 200, 'c200') == ('d200', 'c200')
+    assert sync.matched == 2
+    assert sync.pending() == {'depth': 0, 'color': 0}
+
+
+def test_exact_does_not_pair_one_nanosecond_apart():
+    sync = StampSynchronizer(slop=0.0)
+    sync.add('depth', 1000, 'd')
+    assert sync.add('color', 1001, 'c') is None
+    assert sync.pending() == {'depth': 1, 'color': 1}
+
+
+def test_out_of_order_arrival_pairs_every_message():
+    sync = StampSynchronizer()
+    pairs = []
+    for stream, stamp in [('depth', 1), ('depth', 2), ('depth', 3),
+                          ('color', 3), ('color', 1), ('color', 2)]:
+        pair = sync.add(stream, stamp * MS, f'{stream[0]}{stamp}')
+        if pair:
+            pairs.append(pair)
+    assert pairs == [('d3', 'c3'), ('d1', 'c1'), ('d2', 'c2')]
+    assert sync.unmatched == {'depth': 0, 'color': 0}
+
+
+def test_approximate_pairs_within_slop_inclusive_and_not_beyond():
+    sync = StampSynchronizer(slop=0.010)
+    sync.add('depth', 0, 'd0')
+    assert sync.add('color', 10 * MS, 'c10') == ('d0', 'c10')  # exactly at the slop edge
+    sync.add('depth', 100 * MS, 'd100')
+    assert sync.add('color', 110 * MS + 1, 'c110+') is None  # 1 ns beyond
+    assert sync.pending() == {'depth': 1, 'color': 1}
+
+
+def test_approximate_picks_the_closest_candidate():
+    sync = StampSynchronizer(slop=0.020)
+    sync.add('color', 0, 'c0')
+    sync.add('color', 15 * MS, 'c15')
+    sync.add('color', 28 * MS, 'c28')
+    assert sync.add('depth', 20 * MS, 'd20') == ('d20', 'c15')
+    assert sync.add('depth', 30 * MS, 'd30') == ('d30', 'c28')
+    assert sync.add('depth', 1 * MS, 'd1') == ('d1', 'c0')
+
+
+def test_missing_partner_is_dropped_when_the_queue_overflows():
+    sync = StampSynchronizer(queue_size=3)
+    sync.add('depth', 1, 'lonely')  # its colour frame was lost
+    for stamp in range(10, 13):
+        sync.add('depth', stamp, f'd{stamp}')  # colour lags behind: all wait
+    assert sync.unmatched == {'depth': 1, 'color': 0}  # the oldest stamp was evicted
+    assert sync.pending()['depth'] == 3
+    assert [sync.add('color', s, f'c{s}') for s in range(10, 13)] == [
+        ('d10', 'c10'), ('d11', 'c11'), ('d12', 'c12')]
+
+
+def test_max_age_drops_a_message_whose_partner_never_comes():
+    sync = StampSynchronizer(max_age=0.1)
+    sync.add('depth', 0, 'lonely')
+    for stamp_ms in (33, 66, 99):
+        sync.add('depth', stamp_ms * MS, stamp_ms)
+        sync.add('color', stamp_ms * MS, stamp_ms)
+    assert sync.unmatched == {'depth': 0, 'color': 0}
+    assert sync.pending() == {'depth': 1, 'color': 0}
+    sync.add('depth', 133 * MS, 133)  # 133 ms newer than 'lonely' > max_age
+    assert sync.unmatched == {'depth': 1, 'color': 0}
+    assert sync.pending() == {'depth': 1, 'color': 0}  # only 133 waits
+    assert sync.add('color', 10 * MS, 'late') is None  # arrives after its window closed
+    assert sync.unmatched == {'depth': 1, 'color': 1}
+    assert sync.pending() == {'depth': 1, 'color': 0}
+
+
+def test_pairs_come_in_stream_order_and_time_messages_are_accepted():
+    sync = StampSynchronizer(('a', 'b'))
+    stamp = SimpleNamespace(sec=5, nanosec=500)
+    assert sync.add('b', stamp, 'B') is None
+    assert sync.add('a', 5 * NS_PER_SECOND + 500, 'A') == ('A', 'B')
+
+
+def test_slop_and_max_age_can_change_at_runtime():
+    sync = StampSynchronizer()
+    sync.add('depth', 0, 'd0')
+    assert sync.add('color', 5 * MS, 'c5') is None
+    sync.slop = 0.005
+    assert sync.add('depth', 5 * MS, 'd5') == ('d5', 'c5')
+    sync.max_age = 0.25
+    assert sync.max_age == 0.25
+    sync.add('depth', 300 * MS, 'd300')  # the waiting d0 is now older than max_age
+    assert sync.pending() == {'depth': 1, 'color': 0}
+    assert sync.unmatched == {'depth': 1, 'color': 0}
+
+
+@pytest.mark.parametrize('kwargs', [
+    {'slop': -0.1}, {'slop': float('nan')}, {'queue_size': 0}, {'max_age': 0.0},
+    {'streams': ('a', 'a')}, {'streams': ('a',)}])
+def test_rejects_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        StampSynchronizer(**kwargs)
+
+
+def test_rejects_unknown_stream():
+    with pytest.raises(ValueError, match='unknown stream'):
+        StampSynchronizer().add('lidar', 0, None)
+
+
+def test_concurrent_producers_pair_everything():
+    sync = StampSynchronizer(queue_size=10_000)
+    pairs = []
+    stamps = range(2000)
+
+    def produce(stream):
+        for stamp in stamps:
+            pair = sync.add(stream, stamp, stamp)
+            if pair is not None:
+                pairs.append(pair)  # list.append is atomic
+
+    threads = [threading.Thread(target=produce, args=(s,)) for s in ('depth', 'color')]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(pairs) == [(s, s) for s in stamps]
+    assert sync.pending() == {'depth': 0, 'color': 0}
