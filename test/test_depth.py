@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 from pointcloud_pipeline import _depth
-from pointcloud_pipeline.camera import (CameraIntrinsics, intrinsics_from_camera_info,
-                                        scale_intrinsics)
+from pointcloud_pipeline.camera import CameraIntrinsics
 from pointcloud_pipeline.depth import (Cloud, POINT_STEP, cloud_fields, depth_to_cloud,
                                        max_cloud_bytes, organized_shape)
 from pointcloud_pipeline.layouts import PointFieldSpec
@@ -457,72 +456,6 @@ def test_kernel_releases_the_gil():
         counter.join()
     assert held == 0
     assert released > 20 and released_dense > 10, (released, released_dense)
-
-
-# --- intrinsics -----------------------------------------------------------------------------
-
-def test_intrinsics_from_camera_info():
-    k = [585.0, 0, 320.0, 0, 586.0, 240.0, 0, 0, 1]
-    p = [580.0, 0, 318.0, 0, 0, 581.0, 241.0, 0, 0, 0, 1, 0]
-    assert intrinsics_from_camera_info(k, p) == CameraIntrinsics(580.0, 581.0, 318.0, 241.0)
-    assert intrinsics_from_camera_info(k, p, use_projection_matrix=False) == \
-        CameraIntrinsics(585.0, 586.0, 320.0, 240.0)
-    assert intrinsics_from_camera_info(np.array(k), None, False).fx == 585.0
-    stereo_right = p[:3] + [-580.0 * 0.1] + p[4:]  # Tx (baseline) is ignored
-    assert intrinsics_from_camera_info(k, stereo_right) == CameraIntrinsics(580.0, 581.0, 318.0,
-                                                                            241.0)
-
-
-def test_intrinsics_from_a_real_camera_info_message():
-    from sensor_msgs.msg import CameraInfo
-    msg = CameraInfo(k=[585.0, 0, 320.0, 0, 585.0, 240.0, 0, 0, 1],
-                     p=[585.0, 0, 320.0, 0, 0, 585.0, 240.0, 0, 0, 0, 1, 0])
-    assert intrinsics_from_camera_info(msg.k, msg.p) == SEVEN_SCENES_K
-    with pytest.raises(ValueError, match='P is all zeros'):
-        intrinsics_from_camera_info(CameraInfo().k, CameraInfo().p)
-
-
-@pytest.mark.parametrize('k,p,use_p,message', [
-    ([1.0] * 8, [1.0] * 12, True, 'K must have 9 values, got 8'),
-    ([1.0] * 9, [1.0] * 13, True, 'P must have 12 values, got 13'),
-    ([1.0] * 9, [1.0] * 11, False, 'P must have 12 values, got 11'),
-    ([0.0] * 9, [1.0] * 12, False, 'K is all zeros'),
-    ([1.0] * 9, [0.0] * 12, True, 'P is all zeros'),
-    ([1.0] * 9, None, True, 'P is missing'),
-    ([-5.0, 0, 1, 0, 5, 1, 0, 0, 1], None, False, 'fx must be finite and > 0'),
-    ([5.0, 0, 1, 0, 0, 1, 0, 0, 1], None, False, 'fy must be finite and > 0'),
-    ([math.nan, 0, 1, 0, 5, 1, 0, 0, 1], None, False, 'fx must be finite and > 0'),
-    ([5.0, 0, math.inf, 0, 5, 1, 0, 0, 1], None, False, 'cx must be finite'),
-    ([5.0, 0, 1, 0, 5, math.nan, 0, 0, 1], None, False, 'cy must be finite'),
-    (['a'] * 9, None, False, 'K is not numeric'),
-])
-def test_bad_camera_info(k, p, use_p, message):
-    with pytest.raises(ValueError, match=message):
-        intrinsics_from_camera_info(k, p, use_projection_matrix=use_p)
-
-
-def test_scaled_intrinsics_follow_cv2_resize():
-    """A resized image's pixel (u', v') shows original point ((u'+0.5)/s - 0.5, ...): the rays
-    through it must be the same with the scaled intrinsics."""
-    intrinsics = CameraIntrinsics(585.0, 570.0, 320.3, 239.6)
-    u_map = np.tile(np.arange(640, dtype=np.float32), (480, 1))
-    v_map = np.tile(np.arange(480, dtype=np.float32)[:, None], (1, 640))
-    for width, height in ((320, 240), (1280, 960), (160, 360)):
-        k, _ = scale_intrinsics(intrinsics.camera_matrix(), None, (480, 640), (height, width))
-        scaled = intrinsics_from_camera_info(k, None, use_projection_matrix=False)
-        resized_u = cv2.resize(u_map, (width, height), interpolation=cv2.INTER_LINEAR)
-        resized_v = cv2.resize(v_map, (width, height), interpolation=cv2.INTER_LINEAR)
-        inner = (slice(2, -2), slice(2, -2))  # away from the clamped borders
-        u_new = np.arange(width)[None, :].repeat(height, 0)
-        v_new = np.arange(height)[:, None].repeat(width, 1)
-        np.testing.assert_allclose(((u_new - scaled.cx) / scaled.fx)[inner],
-                                   ((resized_u - intrinsics.cx) / intrinsics.fx)[inner],
-                                   atol=1e-5)
-        np.testing.assert_allclose(((v_new - scaled.cy) / scaled.fy)[inner],
-                                   ((resized_v - intrinsics.cy) / intrinsics.fy)[inner],
-                                   atol=1e-5)
-    with pytest.raises(ValueError, match='sizes must be positive'):
-        scale_intrinsics(intrinsics.camera_matrix(), None, (480, 640), (0, 640))
 
 
 def test_shapes_and_fields():

@@ -44,12 +44,7 @@ def declare_bev_parameters(params):
     d('use_transform', False, 'apply transform (4x4 row-major) to the points first')
     d('transform', IDENTITY, '4x4 cloud frame -> z-up frame, row-major')
     d('frame_id', '', "frame of the BEV image ('' = the cloud's)")
-    d('diagnostics_period', 1.0, 'seconds between /diagnostics messages',
-      value_range=(0.01, 3600.0), read_only=True)
-    d('log_period', 10.0, 'seconds between summary log lines (0: never)',
-      value_range=(0.0, 86400.0))
-    d('warn_throttle', 5.0, 'seconds between repeated warnings of one kind',
-      value_range=(0.0, 3600.0))
+    params.declare_reporting()
 
 
 class BevNode(Node):

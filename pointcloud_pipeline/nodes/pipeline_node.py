@@ -89,12 +89,7 @@ def declare_pipeline_parameters(params):
         d(f'mount.{name}', 0.0, description, value_range=(-100.0, 100.0))
     d('mount.use_transform', False, 'use mount.transform instead of height/x/y/roll/pitch/yaw')
     d('mount.transform', DEFAULT_MOUNT_TRANSFORM, '4x4 optical -> body transform, row-major')
-    d('diagnostics_period', 1.0, 'seconds between /diagnostics messages',
-      value_range=(0.01, 3600.0), read_only=True)
-    d('log_period', 10.0, 'seconds between summary log lines (0: never)',
-      value_range=(0.0, 86400.0))
-    d('warn_throttle', 5.0, 'seconds between repeated warnings of one kind',
-      value_range=(0.0, 3600.0))
+    params.declare_reporting()
 
 
 class PipelineNode(Node):

@@ -64,6 +64,16 @@ class ParameterDeclarer:
             raise ValueError(f'parameter {name}={value!r} is not one of {self._choices[name]}')
         return value
 
+    def declare_reporting(self):
+        """Declare the diagnostics and logging parameters every node has (config/pipeline.yaml):
+        ``diagnostics_period``, ``log_period``, ``warn_throttle``, seconds."""
+        self.declare('diagnostics_period', 1.0, 'seconds between /diagnostics messages',
+                     value_range=(0.01, 3600.0), read_only=True)
+        self.declare('log_period', 10.0, 'seconds between summary log lines (0: never)',
+                     value_range=(0.0, 86400.0))
+        self.declare('warn_throttle', 5.0, 'seconds between repeated warnings of one kind',
+                     value_range=(0.0, 3600.0))
+
     def check(self, parameters):
         """SetParametersResult rejecting a string parameter outside its choices."""
         for parameter in parameters:
