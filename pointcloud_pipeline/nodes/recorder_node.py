@@ -172,11 +172,11 @@ def _number(text):
     return text or None
 
 
-def _spin_until_written(node):
+def _spin_until_written(node, executor):
     """Spin until the outputs are written; exit code 0 when they all were, 1 otherwise."""
     try:
         while rclpy.ok() and not node.done:
-            rclpy.spin_once(node, timeout_sec=0.1)
+            executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         return 1
     if not node.done:
