@@ -1,2 +1,30 @@
-"""Monocular depth (see :mod:`.estimator`)."""
-from .estimator import *  # noqa: F401,F403  (temporary during the split)
+"""Monocular depth: an RGB camera image -> a depth image in metres, by an ONNX model in tinygrad.
+
+Three modules, each usable on its own:
+
+* :mod:`.profiles`: :class:`ModelProfile` / :func:`load_profile`, what a network expects and
+  what it returns (input size, channel order, layout, normalisation, resize mode, output kind and
+  its conversion to metres), from a small YAML file (``config/models/<name>.yaml``).
+* :mod:`.processing`: :func:`preprocess` / :func:`postprocess` / :func:`output_to_depth`, the
+  numpy/OpenCV maths around the network (no tinygrad, no ROS).
+* :mod:`.runner`: :class:`DepthEstimator` loads the ONNX file with
+  ``tinygrad.nn.onnx.OnnxRunner``, checks it against the profile, runs it under ``TinyJit`` and
+  returns ``H x W float32`` metres at the camera resolution (NaN where there is no valid depth,
+  the ``32FC1`` convention).
+
+Frames: the depth image is pixel-aligned with the input image (same camera optical frame: x right,
+y down, z forward); depth is the z coordinate in metres, not the ray length. tinygrad is optional:
+it is imported only when a :class:`DepthEstimator` is built (or :func:`select_device` called).
+"""
+from .processing import (Placement, compute_placement, fit_inverse_relative, output_to_depth,
+                         postprocess, preprocess)
+from .profiles import (ModelProfile, available_profiles, load_profile, profile_dirs,
+                       profile_from_dict)
+from .runner import DepthEstimator, select_device
+
+__all__ = [
+    'ModelProfile', 'profile_from_dict', 'load_profile', 'available_profiles', 'profile_dirs',
+    'Placement', 'compute_placement', 'preprocess', 'postprocess', 'output_to_depth',
+    'fit_inverse_relative',
+    'select_device', 'DepthEstimator',
+]

@@ -1,39 +1,67 @@
 """ROS 2 node: colour camera image -> depth image (32FC1 metres) with a monocular depth network.
 
 Subscribes ``image`` (rgb8, bgr8, rgba8, bgra8, mono8) and ``camera_info``; publishes
-``depth/image`` (32FC1 metres, NaN = no depth, same header as the colour image) and
-``depth/camera_info`` (the camera's intrinsics rescaled to the depth image size, same header).
-All maths is in :mod:`pointcloud_pipeline.monodepth`; this node holds parameters, QoS, callbacks,
-threading and message packing.
+``depth/image`` (32FC1 metres, NaN = no depth, same header as the colour image: the camera's
+optical frame), ``depth/camera_info`` (the camera's intrinsics rescaled to the depth image size,
+same header) and ``/diagnostics`` (frames received, published and dropped per reason, the
+receive -> publish latency ``latency_ms`` and the network's ``inference_latency_ms``; the
+hardware id is the tinygrad device). All maths is in :mod:`pointcloud_pipeline.monodepth`; this
+node holds parameters, QoS, callbacks, threading and message packing.
 
 Inference runs in a worker thread, so the executor keeps serving other callbacks. At most one frame
-waits while the network is busy: a newer frame replaces it (the older one is counted as dropped).
-Bad frames are dropped with a throttled warning and counted; the node keeps running.
+waits while the network is busy: a newer frame replaces it (the older one is dropped, reason
+``busy``); frames arriving sooner than ``max_rate`` allows are dropped too (``rate``). Both are
+normal operation and leave the diagnostics level OK. Bad frames (``bad_frame``) and frames the
+network or the publisher failed on (``error``) are dropped with a throttled log line; the node
+keeps running. A node that cannot start (model, profile, device, parameters) logs one fatal line
+and its executable exits with status 1.
 """
 import sys
 import threading
 import time
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 
 from ..camera import scale_intrinsics
 from ..layouts import COLOR_ENCODINGS
 from ..monodepth import DepthEstimator
 from ..ros.camera_messages import array_to_image, image_to_array
+from ..ros.diagnostics import DiagnosticsReporter, FrameStatistics, ReasonWarnings
+from ..ros.executable import NodeStartupError, run_node
+from ..ros.parameters import ParameterDeclarer, QOS_CHOICES, qos_profile
 
 MAX_IMAGE_BYTES = 256 * 1024 * 1024  # larger colour images are rejected as malformed
-QOS_CHOICES = ('sensor_data', 'reliable')
+QUEUE_SIZE = 10  # history depth of the subscriptions and publishers
 WARN_THROTTLE_S = 5.0
+EXPECTED_DROPS = ('busy', 'rate')  # by design: newest frame wins, max_rate
 
 
-class StartupError(RuntimeError):
-    """The node cannot start (model, profile, device or parameters); already logged as fatal."""
+def declare_depth_estimator_parameters(params):
+    """Declare every parameter of the node; all are read-only (the model is loaded at start)."""
+    d = params.declare
+    d('model_path', '', 'ONNX monocular depth model file (.onnx); required', read_only=True)
+    d('profile', 'midas_v21_small', 'model profile: a shipped name (midas_v21_small, '
+      'depth_anything_v2_small, fastdepth_256x320, fastdepth_224x224) or a profile YAML path',
+      read_only=True)
+    d('device', '', "tinygrad device ('' = tinygrad default: DEV env var, else first usable; "
+      "'CPU', 'CUDA', 'METAL', ...)", read_only=True)
+    d('output_width', 0, 'depth image width in pixels (0 = camera image width; set both or '
+      'neither)', value_range=(0, 16384), read_only=True)
+    d('output_height', 0, 'depth image height in pixels (0 = camera image height)',
+      value_range=(0, 16384), read_only=True)
+    d('max_rate', 0.0, 'most depth images per second, Hz (0 = as fast as inference allows); '
+      'frames arriving sooner are skipped', value_range=(0.0, 1000.0), read_only=True)
+    d('qos', 'sensor_data', "subscription QoS for image and camera_info: 'sensor_data' (best "
+      "effort) or 'reliable'", choices=QOS_CHOICES, read_only=True)
+
+
+def frame_counts(snapshot):
+    """One line of a :class:`FrameStatistics` snapshot's counters, drops by reason."""
+    reasons = ', '.join(f'{reason} {count}'
+                        for reason, count in snapshot['dropped_by_reason'].items())
+    return (f"received {snapshot['received']}, published {snapshot['published']}, dropped "
+            f"{snapshot['dropped']}" + (f' ({reasons})' if reasons else ''))
 
 
 class DepthEstimatorNode(Node):
@@ -41,7 +69,6 @@ class DepthEstimatorNode(Node):
 
     def __init__(self, **kwargs):
         super().__init__('depth_estimator_node', **kwargs)
-        self._declare_parameters()
         try:
             self._configure()
         except (FileNotFoundError, ValueError, RuntimeError, OSError) as exc:
@@ -49,25 +76,23 @@ class DepthEstimatorNode(Node):
         except Exception as exc:  # anything else: still one clear line, no traceback
             self._fail_startup(f'{type(exc).__name__}: {exc}')
 
-        self._counts = dict.fromkeys(
-            ('received', 'processed', 'dropped_busy', 'dropped_rate', 'bad_frames', 'errors'), 0)
-        self._counts_lock = threading.Lock()
-        self._pending = None  # newest frame waiting for the worker
+        self.statistics = FrameStatistics()
+        self.warnings = ReasonWarnings(self.get_logger(), WARN_THROTTLE_S)
+        self._pending = None  # (message, receive time) of the newest frame waiting for the worker
         self._wake = threading.Condition()
         self._stopping = False
         self._camera_info = None
         self._last_accepted = None
-        self._last_inference_s = float('nan')
 
-        qos = (qos_profile_sensor_data if self._qos == 'sensor_data' else
-               QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
-                          history=HistoryPolicy.KEEP_LAST))
-        self._depth_pub = self.create_publisher(Image, 'depth/image', 10)
-        self._info_pub = self.create_publisher(CameraInfo, 'depth/camera_info', 10)
-        self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info, qos)
-        self.create_subscription(Image, 'image', self._on_image, qos)
-        self.create_timer(1.0, self._publish_diagnostics)
+        subscription_qos = qos_profile(self._qos, QUEUE_SIZE)
+        self._depth_pub = self.create_publisher(Image, 'depth/image', QUEUE_SIZE)
+        self._info_pub = self.create_publisher(CameraInfo, 'depth/camera_info', QUEUE_SIZE)
+        self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info,
+                                 subscription_qos)
+        self.create_subscription(Image, 'image', self._on_image, subscription_qos)
+        self.reporter = DiagnosticsReporter(
+            self, self.statistics, name=f'{self.get_name()}: monocular depth',
+            hardware_id=self._estimator.device, expected_drops=EXPECTED_DROPS)
         self._worker = threading.Thread(target=self._work, name='depth_estimator_worker',
                                         daemon=True)
         self._worker.start()
@@ -77,37 +102,10 @@ class DepthEstimatorNode(Node):
     def _fail_startup(self, reason):
         self.get_logger().fatal(f'cannot start: {reason}')
         self.destroy_node()
-        raise StartupError(reason) from None
-
-    def _declare_parameters(self):
-        def text(description):
-            return ParameterDescriptor(description=description, read_only=True)
-
-        self.declare_parameter('model_path', '', text(
-            'ONNX monocular depth model file (.onnx); required'))
-        self.declare_parameter('profile', 'midas_v21_small', text(
-            'model profile: a shipped name (midas_v21_small, depth_anything_v2_small, '
-            'fastdepth_256x320, fastdepth_224x224) or a profile YAML path'))
-        self.declare_parameter('device', '', text(
-            "tinygrad device ('' = tinygrad default: DEV env var, else first usable; "
-            "'CPU', 'CUDA', 'METAL', ...)"))
-        size_range = IntegerRange(from_value=0, to_value=16384, step=1)
-        self.declare_parameter('output_width', 0, ParameterDescriptor(
-            description='depth image width in pixels (0 = camera image width; set both or neither)',
-            read_only=True, integer_range=[size_range]))
-        self.declare_parameter('output_height', 0, ParameterDescriptor(
-            description='depth image height in pixels (0 = camera image height)',
-            read_only=True, integer_range=[size_range]))
-        self.declare_parameter('max_rate', 0.0, ParameterDescriptor(
-            description='most depth images per second, Hz (0 = as fast as inference allows); '
-                        'frames arriving sooner are skipped',
-            read_only=True,
-            floating_point_range=[FloatingPointRange(from_value=0.0, to_value=1000.0)]))
-        self.declare_parameter('qos', 'sensor_data', text(
-            "subscription QoS for image and camera_info: 'sensor_data' (best effort) or "
-            "'reliable'"))
+        raise NodeStartupError(reason) from None
 
     def _configure(self):
+        declare_depth_estimator_parameters(ParameterDeclarer(self))
         get = self.get_parameter
         self._output_width = get('output_width').value
         self._output_height = get('output_height').value
@@ -116,8 +114,6 @@ class DepthEstimatorNode(Node):
                              f'size); got {self._output_width} x {self._output_height}')
         self._min_period = 1.0 / get('max_rate').value if get('max_rate').value > 0 else 0.0
         self._qos = get('qos').value
-        if self._qos not in QOS_CHOICES:
-            raise ValueError(f"qos must be one of {', '.join(QOS_CHOICES)}, got {self._qos!r}")
         model_path = get('model_path').value
         if not model_path:
             raise ValueError('parameter model_path is empty: give the ONNX model file '
@@ -139,30 +135,21 @@ class DepthEstimatorNode(Node):
 
     # -- callbacks (executor threads) ------------------------------------------------------
 
-    def _count(self, key, amount=1):
-        with self._counts_lock:
-            self._counts[key] += amount
-
-    def stats(self):
-        """Frame counters: received, processed, dropped_busy, dropped_rate, bad_frames, errors."""
-        with self._counts_lock:
-            return dict(self._counts)
-
     def _on_camera_info(self, msg):
         self._camera_info = msg  # atomic reference swap; read by the worker
 
     def _on_image(self, msg):
-        self._count('received')
-        now = time.monotonic()
+        received = time.perf_counter()
+        self.statistics.count_received()
         if self._min_period and self._last_accepted is not None \
-                and now - self._last_accepted < self._min_period:
-            self._count('dropped_rate')
+                and received - self._last_accepted < self._min_period:
+            self.statistics.count_dropped('rate')
             return
-        self._last_accepted = now
+        self._last_accepted = received
         with self._wake:
             if self._pending is not None:
-                self._count('dropped_busy')  # the waiting frame is older than this one
-            self._pending = msg
+                self.statistics.count_dropped('busy')  # the waiting frame is older than this one
+            self._pending = (msg, received)
             self._wake.notify()
 
     # -- worker thread ---------------------------------------------------------------------
@@ -174,18 +161,17 @@ class DepthEstimatorNode(Node):
                     self._wake.wait()
                 if self._stopping:
                     return
-                msg, self._pending = self._pending, None
+                (msg, received), self._pending = self._pending, None
             try:
-                self._process(msg)
+                self._process(msg, received)
             except Exception as exc:  # publishing failed: at shutdown, stop quietly
                 if self._stopping or not self.context.ok():
                     return
-                self._count('errors')
+                self.statistics.count_dropped('error')
                 self.get_logger().error(f'publishing failed: {type(exc).__name__}: {exc}',
                                         throttle_duration_sec=WARN_THROTTLE_S)
 
-    def _process(self, msg):
-        logger = self.get_logger()
+    def _process(self, msg, received):
         try:
             pixels = image_to_array(msg, allowed_encodings=COLOR_ENCODINGS,
                                     max_bytes=MAX_IMAGE_BYTES)
@@ -198,21 +184,21 @@ class DepthEstimatorNode(Node):
             start = time.perf_counter()
             depth = self._estimator.predict(pixels, msg.encoding, output_size=output_size,
                                             focal_px=focal_px)
-            self._last_inference_s = time.perf_counter() - start
+            self.statistics.record_latency('inference', time.perf_counter() - start)
         except ValueError as exc:
-            self._count('bad_frames')
-            logger.warning(f'dropped frame ({msg.width}x{msg.height} {msg.encoding!r}): {exc}',
-                           throttle_duration_sec=WARN_THROTTLE_S)
+            self.statistics.count_dropped('bad_frame')
+            self.warnings.warn('bad_frame', f'dropped frame ({msg.width}x{msg.height} '
+                                            f'{msg.encoding!r}): {exc}')
             return
         except Exception as exc:  # keep running whatever the network throws
-            self._count('errors')
-            logger.error(f'inference failed: {type(exc).__name__}: {exc}',
-                         throttle_duration_sec=WARN_THROTTLE_S)
+            self.statistics.count_dropped('error')
+            self.get_logger().error(f'inference failed: {type(exc).__name__}: {exc}',
+                                    throttle_duration_sec=WARN_THROTTLE_S)
             return
         self._depth_pub.publish(array_to_image(depth, '32FC1', msg.header))
         if info is not None:
             self._info_pub.publish(self._depth_camera_info(info, msg, depth.shape))
-        self._count('processed')
+        self.statistics.count_published(time.perf_counter() - received)
 
     def _depth_camera_info(self, info, image_msg, depth_shape):
         """The camera_info of the depth image: intrinsics rescaled to its size, its header."""
@@ -230,44 +216,18 @@ class DepthEstimatorNode(Node):
         out.p = p.ravel().tolist()
         return out
 
-    def _publish_diagnostics(self):
-        counts = self.stats()
-        status = DiagnosticStatus(
-            level=DiagnosticStatus.WARN if counts['errors'] else DiagnosticStatus.OK,
-            name=f'{self.get_name()}: monocular depth',
-            message=f"{counts['processed']} depth images, {counts['bad_frames']} bad frames",
-            hardware_id=self._estimator.device,
-            values=[KeyValue(key=k, value=str(v)) for k, v in counts.items()]
-            + [KeyValue(key='last_inference_ms', value=f'{self._last_inference_s * 1e3:.1f}')])
-        array = DiagnosticArray(status=[status])
-        array.header.stamp = self.get_clock().now().to_msg()
-        self._diagnostics_pub.publish(array)
-
     def destroy_node(self):
         if hasattr(self, '_worker'):
             with self._wake:
                 self._stopping = True
                 self._wake.notify()
             self._worker.join(timeout=10.0)
+            self.get_logger().info(f'frame counts: {frame_counts(self.statistics.snapshot())}')
         return super().destroy_node()
 
 
 def main(args=None):
-    rclpy.init(args=args)
-    try:
-        node = DepthEstimatorNode()
-    except StartupError:
-        rclpy.try_shutdown()
-        return 1
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.get_logger().info(f'frame counts: {node.stats()}')
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(DepthEstimatorNode, args)
 
 
 if __name__ == '__main__':

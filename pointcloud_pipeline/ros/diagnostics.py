@@ -119,11 +119,12 @@ def _percentiles_ms(latencies_seconds):
             'samples': int(latencies.size)}
 
 
-def assess(previous, current):
+def assess(previous, current, expected_drops=()):
     """(level, message) for the period between two snapshots.
 
     STALE when no frame arrived in the period, WARN when frames were dropped in it (the reasons
-    named), OK otherwise.
+    named), OK otherwise. expected_drops: reasons that are normal operation (e.g. a rate limit)
+    and do not make the period WARN.
     """
     received = current['received'] - (previous['received'] if previous else 0)
     if received == 0:
@@ -131,7 +132,7 @@ def assess(previous, current):
     before = previous['dropped_by_reason'] if previous else {}
     new_drops = {reason: count - before.get(reason, 0)
                  for reason, count in current['dropped_by_reason'].items()
-                 if count > before.get(reason, 0)}
+                 if count > before.get(reason, 0) and reason not in expected_drops}
     if new_drops:
         reasons = ', '.join(f'{reason}: {count}' for reason, count in new_drops.items())
         return WARN, f'{sum(new_drops.values())} of {received} frames dropped ({reasons})'
@@ -215,11 +216,13 @@ class DiagnosticsReporter:
 
     name: the status name (diagnostic_updater style: ``'<node name>: <task>'``).
     hardware_id: e.g. the camera frame id.
+    expected_drops: drop reasons that do not raise the level to WARN (see :func:`assess`).
     """
 
     TOPIC = '/diagnostics'
 
-    def __init__(self, node, statistics, name=None, hardware_id='', period=1.0, log_period=10.0):
+    def __init__(self, node, statistics, name=None, hardware_id='', period=1.0, log_period=10.0,
+                 expected_drops=()):
         from diagnostic_msgs.msg import DiagnosticArray
         if not period > 0:
             raise ValueError(f'diagnostics period must be > 0 seconds, got {period!r}')
@@ -228,6 +231,7 @@ class DiagnosticsReporter:
         self.name = name or f'{node.get_name()}: frames'
         self.hardware_id = hardware_id
         self.log_period = float(log_period)
+        self.expected_drops = tuple(expected_drops)
         self._message_type = DiagnosticArray
         self._publisher = node.create_publisher(DiagnosticArray, self.TOPIC, 10)
         self._previous = None
@@ -237,7 +241,7 @@ class DiagnosticsReporter:
     def publish(self):
         """Publish the current statistics now (also called by the timer)."""
         snapshot = self.statistics.snapshot()
-        level, message = assess(self._previous, snapshot)
+        level, message = assess(self._previous, snapshot, self.expected_drops)
         self._previous = snapshot
         array = self._message_type()
         array.header.stamp = self._node.get_clock().now().to_msg()

@@ -1,10 +1,15 @@
-"""Pre/post-processing around the network: resize modes, normalisation, output kinds -> metres,
-camera-intrinsics scaling. Pure numpy/OpenCV, checked against the formulas the profiles document."""
+"""monodepth.processing, the pre/post-processing around the network: resize modes, normalisation,
+output kinds -> metres, camera-intrinsics scaling. Pure numpy/OpenCV, checked against the
+formulas the profiles document."""
+import subprocess
+import sys
+
 import cv2
 import numpy as np
 import pytest
 
 from pointcloud_pipeline.camera import scale_intrinsics
+from pointcloud_pipeline.layouts import COLOR_ENCODINGS, ENCODINGS
 from pointcloud_pipeline.monodepth import (ModelProfile, Placement, compute_placement,
                                            fit_inverse_relative, output_to_depth, postprocess,
                                            preprocess)
@@ -77,7 +82,10 @@ def test_encodings_and_channel_orders_agree(color_bgr):
     np.testing.assert_array_equal(preprocess(bgra, 'bgra8', profile())[0], reference)
     # a BGR network gets the channels reversed (and its mean/std apply in its own order)
     bgr_net = profile(channel_order='bgr', mean=IMAGENET['mean'][::-1], std=IMAGENET['std'][::-1])
-    np.testing.assert_allclose(preprocess(rgb, 'rgb8', bgr_net)[0], reference[:, ::-1], atol=1e-6)
+    bgr_reference, _ = preprocess(rgb, 'rgb8', bgr_net)
+    np.testing.assert_allclose(bgr_reference, reference[:, ::-1], atol=1e-6)
+    for image, encoding in ((color_bgr, 'bgr8'), (rgba, 'rgba8'), (bgra, 'bgra8')):
+        np.testing.assert_array_equal(preprocess(image, encoding, bgr_net)[0], bgr_reference)
     # NHWC is the same numbers transposed
     nhwc, _ = preprocess(rgb, 'rgb8', profile(layout='NHWC'))
     np.testing.assert_array_equal(nhwc, reference.transpose(0, 2, 3, 1))
@@ -91,6 +99,15 @@ def test_mono8_is_replicated_to_three_channels(color_bgr):
         np.testing.assert_allclose(tensor[0, channel], expected, atol=2e-6)
     np.testing.assert_array_equal(preprocess(gray[:, :, None], 'mono8', profile())[0],
                                   preprocess(gray, 'mono8', profile())[0])
+    bgr_net = profile(channel_order='bgr', mean=0.5, std=0.25)
+    np.testing.assert_array_equal(preprocess(gray, 'mono8', bgr_net)[0], tensor)
+
+
+def test_every_colour_encoding_of_the_package_is_accepted():
+    for encoding in COLOR_ENCODINGS:
+        layout = ENCODINGS[encoding]
+        image = np.zeros((4, 6, layout.channels), layout.dtype)
+        assert preprocess(image, encoding, profile())[0].shape == (1, 3, 256, 256)
 
 
 def test_letterbox_pads_with_the_normalised_pad_value(color_bgr):
@@ -281,3 +298,13 @@ def test_scale_intrinsics_matches_a_resized_image():
     rows, cols = np.mgrid[0:100, 0:150]
     centroid = (np.sum(cols * small) / small.sum(), np.sum(rows * small) / small.sum())
     assert centroid == pytest.approx((u2, v2), abs=0.05)
+
+
+def test_the_package_imports_without_tinygrad_or_ros():
+    """Profiles and processing are plain numpy/OpenCV: tinygrad is imported only by a runner."""
+    code = ('import sys; import pointcloud_pipeline.monodepth as m; '
+            'assert all(hasattr(m, name) for name in m.__all__); '
+            "print(sorted(n for n in ('tinygrad', 'rclpy') if n in sys.modules))")
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                            timeout=60, check=True)
+    assert result.stdout.strip() == '[]'

@@ -100,6 +100,21 @@ def test_assess_levels():
     assert assess(stats.snapshot(), stats.snapshot())[0] == STALE
 
 
+def test_expected_drops_do_not_warn_but_others_still_do():
+    stats = FrameStatistics(clock=FakeClock())
+    before = stats.snapshot()
+    for _ in range(3):
+        stats.count_received()
+        stats.count_dropped('busy')
+    rate_limited = stats.snapshot()
+    assert assess(before, rate_limited, expected_drops=('busy',))[0] == OK
+    assert assess(before, rate_limited)[0] == WARN
+    stats.count_received()
+    stats.count_dropped('bad_frame')
+    level, message = assess(rate_limited, stats.snapshot(), expected_drops=('busy',))
+    assert level == WARN and 'bad_frame: 1' in message and 'busy' not in message
+
+
 def test_flatten_and_status_message():
     from diagnostic_msgs.msg import DiagnosticStatus
     stats = FrameStatistics()

@@ -1,5 +1,6 @@
-"""DepthEstimator: tinygrad (OnnxRunner + TinyJit) against onnxruntime on encoder-decoder models
-built here with the onnx package, the real colour frames, and the construction-time checks."""
+"""monodepth.runner: DepthEstimator in tinygrad (OnnxRunner + TinyJit) against onnxruntime on
+encoder-decoder models built here with the onnx package, the real colour frames, and the
+construction-time checks."""
 import os
 
 import cv2
