@@ -78,3 +78,37 @@ def test_matrices_round_trip_through_camera_info():
     msg = CameraInfo(k=intrinsics.camera_matrix(), p=intrinsics.projection_matrix())
     assert intrinsics_from_camera_info(msg.k, msg.p) == intrinsics
     assert intrinsics_from_camera_info(msg.k, None, use_projection_matrix=False) == intrinsics
+
+
+def test_scale_intrinsics_keeps_projections_consistent():
+    k = np.array([[585.0, 0.0, 320.0], [0.0, 585.0, 240.0], [0.0, 0.0, 1.0]])
+    p = np.hstack([k, [[-585.0 * 0.075], [0.0], [0.0]]])
+    k2, p2 = scale_intrinsics(k.ravel(), p.ravel(), (480, 640), (240, 320))
+    assert k2[0, 0] == pytest.approx(292.5) and k2[1, 1] == pytest.approx(292.5)
+    assert k2[0, 2] == pytest.approx((320 + 0.5) * 0.5 - 0.5)
+    assert p2[0, 3] == pytest.approx(-585.0 * 0.075 * 0.5)
+    points = np.random.default_rng(1).uniform([-1, -1, 0.5], [1, 1, 5], (100, 3))
+    pixels = (k @ points.T).T
+    pixels = pixels[:, :2] / pixels[:, 2:]
+    resized = (k2 @ points.T).T
+    resized = resized[:, :2] / resized[:, 2:]
+    # cv2.resize pixel-centre mapping: u' = (u + 0.5) * s - 0.5
+    np.testing.assert_allclose(resized, (pixels + 0.5) * 0.5 - 0.5, atol=1e-9)
+    k3, p3 = scale_intrinsics(k, None, (480, 640), (480, 640))
+    np.testing.assert_array_equal(k3, k)
+    assert p3 is None
+
+
+def test_scale_intrinsics_matches_a_resized_image():
+    """A bright dot at a projected pixel lands where the scaled K projects it after cv2.resize."""
+    k = np.array([[400.0, 0, 300.2], [0, 400.0, 200.7], [0, 0, 1]])
+    point = np.array([0.3, -0.2, 2.0])
+    u, v = (k @ point)[:2] / point[2]
+    image = np.zeros((400, 600), np.float32)
+    cv2.circle(image, (round(u * 16), round(v * 16)), 6 * 16, 1.0, -1, shift=4)
+    small = cv2.resize(image, (150, 100), interpolation=cv2.INTER_AREA)
+    k2, _ = scale_intrinsics(k, None, (400, 600), (100, 150))
+    u2, v2 = (k2 @ point)[:2] / point[2]
+    rows, cols = np.mgrid[0:100, 0:150]
+    centroid = (np.sum(cols * small) / small.sum(), np.sum(rows * small) / small.sum())
+    assert centroid == pytest.approx((u2, v2), abs=0.05)
