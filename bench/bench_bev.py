@@ -16,7 +16,7 @@ import time
 import cv2
 import numpy as np
 
-from pointcloud_pipeline.batch import bev as batch_bev
+from pointcloud_pipeline.batch import bev as batch_bev, runner
 from pointcloud_pipeline.bev import BevGrid, bev_image
 from reference_bev import maps_to_image, python_loop_maps, reference_bev_points
 from timing import best_and_median_seconds, median_seconds, memcpy_floor_seconds, ms, print_table
@@ -98,7 +98,7 @@ def bench_batch(scans, quick):
         out_dir = Path(temp) / 'bev'
         run_batch(scan_dir, out_dir, 1, 'threads')  # warm the page cache and the imports
         results = {}
-        for executor in batch_bev.EXECUTORS:
+        for executor in runner.EXECUTORS:
             for workers in sorted({1, cores}):
                 results[executor, workers] = min(
                     run_batch(scan_dir, out_dir, workers, executor) for _ in range(2))
@@ -106,7 +106,7 @@ def bench_batch(scans, quick):
     rows = []
     for (executor, workers), seconds in results.items():
         single = results[executor, 1]
-        rows.append([f'{executor}{" (default)" if executor == batch_bev.DEFAULT_EXECUTOR else ""}',
+        rows.append([f'{executor}{" (default)" if executor == runner.DEFAULT_EXECUTOR else ""}',
                      f'{workers}', f'{seconds:7.2f}', f'{count / seconds:6.1f}',
                      f'{single / seconds:4.2f}x', f'{seed_batch / seconds:6.1f}x',
                      f'{100 * count * encode_ours / (seconds * workers):4.0f}%'])
@@ -115,8 +115,8 @@ def bench_batch(scans, quick):
                 ['executor', 'workers', 'seconds', 'scans/s', 'vs 1 worker', 'vs seed loop',
                  'PNG share'], rows)
     print(f'seed: per-point Python loop {loop * 1e3:.0f} ms/scan ({per_point * 1e6:.2f} us/point,'
-          f' 30000 random points extrapolated, + map normalisation) + read {read * 1e3:.1f} ms + cv2 default '
-          f'PNG {encode_default * 1e3:.1f} ms = {seed_per_scan * 1e3:.0f} ms/scan, '
+          f' 30000 random points extrapolated, + map normalisation) + read {read * 1e3:.1f} ms'
+          f' + cv2 default PNG {encode_default * 1e3:.1f} ms = {seed_per_scan * 1e3:.0f} ms/scan, '
           f'{seed_batch:.1f} s for {count} scans single-process')
     print(f'PNG encoding (no filter, RLE) {encode_ours * 1e3:.1f} ms/scan (best of 20); PNG share'
           f' = {count} x encode / (batch seconds x workers)')

@@ -1,7 +1,9 @@
 """Command line of pointcloud_pipeline: ``python -m pointcloud_pipeline COMMAND ...``.
 
-Each command lives in its own module, which provides ``add_arguments(parser)`` and
-``checked_run(parser, args) -> exit code``; add it to ``COMMANDS`` to make it a subcommand.
+Each command lives in its own module, a tool on the shared runner (:mod:`.runner`), which
+provides ``add_arguments(parser)`` (the runner's options, ``runner.add_runner_arguments``, and
+its own) and ``checked_run(parser, args) -> exit code`` (``runner.checked_run`` with the
+module's tool); add it to ``COMMANDS`` to make it a subcommand.
 """
 import argparse
 import importlib

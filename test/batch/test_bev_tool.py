@@ -1,5 +1,6 @@
 """The bev batch command end to end: real KITTI scans and corrupted files in a temp dir, the real
-CLI in a subprocess, atomic outputs, resume, --overwrite, exit codes, processes, Dask."""
+CLI in a subprocess, atomic outputs, settings-aware resume, --overwrite, exit codes, processes,
+Dask."""
 from concurrent.futures import ThreadPoolExecutor
 import os
 import re
@@ -15,9 +16,10 @@ import pytest
 
 from conftest import REPO_ROOT
 from optional import missing
-from pointcloud_pipeline.batch import bev as batch_bev, cli
-from pointcloud_pipeline.batch.bev import ScanError, find_scans, read_kitti_scan
+from pointcloud_pipeline.batch import bev as batch_bev, cli, runner
+from pointcloud_pipeline.batch.bev import ScanError, read_kitti_scan
 from pointcloud_pipeline.bev import BevGrid, bev_image
+from pointcloud_pipeline.files import PARTIAL_SUFFIX
 
 GOOD = ('000000', '000001', 'copy_of_000000')
 BAD = {
@@ -26,8 +28,9 @@ BAD = {
     'has_nan': 'non-finite',
     'has_inf': 'non-finite',
 }
-SUMMARY = re.compile(r'^bev: (\d+) files: (\d+) written, (\d+) skipped \(output exists\), '
+SUMMARY = re.compile(r'^bev: (\d+) files: (\d+) written, (\d+) skipped \(up to date\), '
                      r'(\d+) failed.* in [\d.]+ s', re.MULTILINE)
+MANIFEST = '.bev.manifest.json'
 
 
 @pytest.fixture
@@ -58,8 +61,12 @@ def run_cli(*args, timeout=120):
 
 
 def summary(result):
-    match = SUMMARY.search(result.stdout)
-    assert match, result.stdout + result.stderr
+    return summary_of(result.stdout, result.stderr)
+
+
+def summary_of(stdout, stderr=''):
+    match = SUMMARY.search(stdout)
+    assert match, stdout + stderr
     total, written, skipped, failed = map(int, match.groups())
     return dict(total=total, written=written, skipped=skipped, failed=failed)
 
@@ -68,9 +75,18 @@ def expected_image(scan_path, grid=BevGrid()):
     return bev_image(np.fromfile(scan_path, np.float32).reshape(-1, 4), grid)
 
 
+def visible_names(out_dir):
+    """Names of the outputs in ``out_dir``; asserts that the only hidden file is the resume
+    manifest (no temporary file is left)."""
+    names = sorted(p.name for p in out_dir.iterdir())
+    assert not [n for n in names if n.endswith(PARTIAL_SUFFIX)], names
+    assert [n for n in names if n.startswith('.')] in ([], [MANIFEST]), names
+    return [n for n in names if not n.startswith('.')]
+
+
 def assert_outputs(out_dir, scans_dir, names=GOOD, grid=BevGrid()):
     """Exactly one complete PNG per good scan, equal to the kernel's image; nothing else."""
-    assert sorted(p.name for p in out_dir.iterdir()) == sorted(f'{n}.png' for n in names)
+    assert visible_names(out_dir) == sorted(f'{n}.png' for n in names)
     for name in names:
         decoded = cv2.imread(str(out_dir / f'{name}.png'), cv2.IMREAD_UNCHANGED)
         assert decoded is not None, name
@@ -106,6 +122,53 @@ def test_directory_with_real_and_corrupted_scans(scans_dir, tmp_path):
     assert summary(rewritten)['written'] == 1
     assert (out_dir / '000001.png').stat().st_mtime_ns != stamps['000001.png']
     assert_outputs(out_dir, scans_dir)
+
+
+def test_resume_redoes_images_of_other_settings_or_changed_files(scans_dir, tmp_path, capsys):
+    # The bug: a rerun with --preset complex-yolo into the same folder kept the 1600 x 1600
+    # images and said "skipped".
+    out_dir = tmp_path / 'bev'
+    scans = [str(scans_dir / f'{name}.bin') for name in GOOD]
+
+    def run(*args):
+        code = batch_bev.main([*scans, '-o', str(out_dir), '--no-progress', *args])
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        result = summary_of(captured.out, captured.err)
+        assert result['total'] == 3 and result['failed'] == 0
+        return result['written'], result['skipped']
+
+    assert run() == (3, 0)
+    assert run('--preset', 'complex-yolo') == (3, 0)
+    assert_outputs(out_dir, scans_dir, grid=BevGrid.complex_yolo())
+    assert run('--preset', 'complex-yolo') == (0, 3)
+    assert run() == (3, 0)
+    assert_outputs(out_dir, scans_dir)
+    # the default grid spelled out is the same settings: up to date
+    assert run('--x-range', '-80', '80', '--y-range', '-80', '80', '--resolution', '0.1',
+               '--z-range', '-2.73', '1.27', '--intensity-range', '0', '1') == (0, 3)
+    assert run('--z-range', '-2', '1') == (3, 0)
+    assert run('--z-range', '-2', '1') == (0, 3)
+    assert run() == (3, 0)
+
+    stamps = {p.name: p.stat().st_mtime_ns for p in out_dir.glob('*.png')}
+    later = time.time_ns() + 10 ** 9
+    os.utime(scans_dir / '000001.bin', ns=(later, later))  # touched
+    assert run() == (1, 2)
+    assert (out_dir / '000000.png').stat().st_mtime_ns == stamps['000000.png']
+    assert (out_dir / '000001.png').stat().st_mtime_ns != stamps['000001.png']
+    replacement = scans_dir / 'replacement.tmp'
+    shutil.copy(scans_dir / '000001.bin', replacement)
+    os.replace(replacement, scans_dir / 'copy_of_000000.bin')  # replaced by another scan
+    assert run() == (1, 2)
+    assert_outputs(out_dir, scans_dir)  # copy_of_000000.png is now 000001's image
+    (out_dir / '000000.png').unlink()
+    with open(out_dir / '000001.png', 'r+b') as png:  # damaged
+        png.truncate(100)
+    assert run() == (2, 1)
+    assert_outputs(out_dir, scans_dir)
+    assert run('--overwrite') == (3, 0)
+    assert run() == (0, 3)
 
 
 def test_processes_executor_and_grid_options(scans_dir, tmp_path):
@@ -158,9 +221,9 @@ def test_unwritable_output_is_reported_and_leaves_no_temp_file(scans_dir, tmp_pa
     captured = capsys.readouterr()
     assert code == 1
     assert '000001.bin' in captured.err and 'IsADirectoryError' in captured.err
-    assert sorted(p.name for p in out_dir.iterdir()) == ['000000.png', '000001.png']
+    assert visible_names(out_dir) == ['000000.png', '000001.png']
     assert (out_dir / '000001.png').is_dir()
-    assert '1 written, 0 skipped (output exists), 1 failed' in captured.out
+    assert '1 written, 0 skipped (up to date), 1 failed' in captured.out
 
 
 def test_output_dir_that_cannot_be_created_fails_every_scan(scans_dir, tmp_path, capsys):
@@ -171,7 +234,7 @@ def test_output_dir_that_cannot_be_created_fails_every_scan(scans_dir, tmp_path,
     captured = capsys.readouterr()
     assert code == 1
     assert captured.err.count('cannot create') == 2
-    assert '0 written, 0 skipped (output exists), 2 failed' in captured.out
+    assert '0 written, 0 skipped (up to date), 2 failed' in captured.out
 
 
 def test_same_stem_in_two_directories_is_reported(scans_dir, tmp_path, capsys):
@@ -182,7 +245,7 @@ def test_same_stem_in_two_directories_is_reported(scans_dir, tmp_path, capsys):
                            '-o', str(tmp_path / 'out'), '--no-progress'])
     assert code == 1
     assert 'same output name' in capsys.readouterr().err
-    assert [p.name for p in (tmp_path / 'out').iterdir()] == ['000001.png']
+    assert visible_names(tmp_path / 'out') == ['000001.png']
 
 
 def test_interrupted_run_leaves_only_complete_images_and_resumes(scans_dir, tmp_path):
@@ -201,10 +264,10 @@ def test_interrupted_run_leaves_only_complete_images_and_resumes(scans_dir, tmp_
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode in (130, 0), stderr  # 0 only if it finished before the signal
-    written = sorted(out_dir.iterdir())
-    assert written and all(p.suffix == '.png' for p in written), written  # no temp files
+    written = [out_dir / name for name in visible_names(out_dir)]  # and no temporary files
+    assert written and all(p.suffix == '.png' for p in written), written
     if process.returncode == 130:
-        assert (f'{len(written)} written, 0 skipped (output exists), 0 failed, '
+        assert (f'{len(written)} written, 0 skipped (up to date), 0 failed, '
                 f'{60 - len(written)} not done (interrupted)') in stdout
     for path in written:
         index = int(path.stem.split('_')[1])
@@ -215,7 +278,7 @@ def test_interrupted_run_leaves_only_complete_images_and_resumes(scans_dir, tmp_
     assert resumed.returncode == 0, resumed.stderr
     assert summary(resumed) == dict(total=60, written=60 - len(written), skipped=len(written),
                                     failed=0)
-    assert len(list(out_dir.iterdir())) == 60
+    assert len(visible_names(out_dir)) == 60
 
 
 @pytest.mark.slow
@@ -267,9 +330,10 @@ def test_a_larger_scan_is_read_while_a_view_of_the_previous_one_is_alive(scans_d
         pool.submit(in_a_new_worker_thread).result()
 
 
-def test_find_scans_expands_dedups_and_reports(scans_dir, tmp_path):
-    scans, problems = find_scans([str(scans_dir / '000001.bin'), str(scans_dir),
-                                  str(scans_dir / 'has_*.bin'), str(tmp_path / 'nope')])
+def test_inputs_expand_dedup_and_report(scans_dir, tmp_path):
+    scans, problems = runner.find_inputs([str(scans_dir / '000001.bin'), str(scans_dir),
+                                          str(scans_dir / 'has_*.bin'), str(tmp_path / 'nope')],
+                                         batch_bev.BevTool.input_suffixes)
     names = [p.name for p in scans]
     assert names[0] == '000001.bin' and len(names) == len(set(names)) == 7
     assert 'notes.txt' not in names
