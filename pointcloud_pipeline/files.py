@@ -13,7 +13,10 @@ import tempfile
 
 PARTIAL_SUFFIX = '.partial'
 PACKAGE_NAME = 'pointcloud_pipeline'
-SOURCE_CONFIG_DIR = Path(__file__).resolve().parent.parent / 'config'  # in a source checkout
+_CHECKOUT = Path(__file__).resolve().parent.parent
+# config/ of a source checkout (beside package.xml); installed, the package's parent is
+# site-packages, where a config/ directory would be another package's
+SOURCE_CONFIG_DIR = (_CHECKOUT / 'config' if (_CHECKOUT / 'package.xml').is_file() else None)
 
 
 # Read once at import: os.umask can only be read by setting it, which is not thread-safe.
@@ -60,7 +63,7 @@ def config_dirs(subdir=''):
     """The existing ``config/<subdir>`` directories, in search order: the source tree's (beside
     the package, when running from a checkout), then the installed
     ``share/pointcloud_pipeline/config/<subdir>`` (found through the ament index)."""
-    dirs = [SOURCE_CONFIG_DIR / subdir]
+    dirs = [SOURCE_CONFIG_DIR / subdir] if SOURCE_CONFIG_DIR is not None else []
     try:
         from ament_index_python.packages import get_package_share_directory
         dirs.append(Path(get_package_share_directory(PACKAGE_NAME)) / 'config' / subdir)
@@ -75,5 +78,6 @@ def config_file(name):
     for directory in config_dirs():
         if (directory / name).is_file():
             return directory / name
-    raise FileNotFoundError(f'config/{name} not found in the source tree ({SOURCE_CONFIG_DIR}) '
-                            f'nor in the installed share/{PACKAGE_NAME}')
+    raise FileNotFoundError(f'config/{name} not found in the source checkout '
+                            f'({SOURCE_CONFIG_DIR or "none"}) nor in the installed '
+                            f'share/{PACKAGE_NAME}')

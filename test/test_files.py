@@ -5,6 +5,7 @@ import stat
 
 import pytest
 
+from conftest import REPO_ROOT
 from pointcloud_pipeline.files import (SOURCE_CONFIG_DIR, atomic_output, config_dirs, config_file,
                                        write_atomically)
 
@@ -49,9 +50,17 @@ def test_parents_are_made_only_when_asked(tmp_path):
     assert (tmp_path / 'a' / 'b.txt').read_bytes() == b'x'
 
 
-def test_config_files_are_found_in_the_source_tree():
-    assert config_dirs()[0] == SOURCE_CONFIG_DIR
-    assert config_file('pipeline.yaml') == SOURCE_CONFIG_DIR / 'pipeline.yaml'
-    assert SOURCE_CONFIG_DIR / 'models' in config_dirs('models')
+def test_config_files_are_found_in_the_checkout_or_the_installed_share():
+    """From a checkout the checkout's config/ comes first; installed (colcon test imports the
+    installed package), the share/pointcloud_pipeline/config copy is found."""
+    found = config_file('pipeline.yaml')
+    assert found.read_bytes() == (REPO_ROOT / 'config' / 'pipeline.yaml').read_bytes()
+    if SOURCE_CONFIG_DIR is not None:
+        assert SOURCE_CONFIG_DIR == REPO_ROOT / 'config'
+        assert config_dirs()[0] == SOURCE_CONFIG_DIR
+        assert found == SOURCE_CONFIG_DIR / 'pipeline.yaml'
+    else:
+        assert found.parts[-4:] == ('share', 'pointcloud_pipeline', 'config', 'pipeline.yaml')
+    assert any(d.name == 'models' for d in config_dirs('models'))
     with pytest.raises(FileNotFoundError, match='config/no_such_file.yaml not found'):
         config_file('no_such_file.yaml')
