@@ -63,6 +63,7 @@ setup(
         'console_scripts': [
             'pointcloud_pipeline = pointcloud_pipeline.batch.cli:main',
             'bev_batch = pointcloud_pipeline.batch.bev:main',
+            'normals = pointcloud_pipeline.batch.normals:main',
             'depth_estimator_node = pointcloud_pipeline.nodes.depth_estimator_node:main',
             'pipeline_node = pointcloud_pipeline.nodes.pipeline_node:main',
             'bev_node = pointcloud_pipeline.nodes.bev_node:main',

@@ -20,7 +20,7 @@ sys.path.insert(2, str(BENCH_DIR.parent / 'test'))
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--only', nargs='*', default=[],
-                        help='benchmark names to run (e.g. depth bev); default all')
+                        help='benchmark names to run (e.g. depth bev normals); default all')
     parser.add_argument('--quick', action='store_true', help='fewer repetitions, smaller sizes')
     args = parser.parse_args()
     names = sorted(p.stem[len('bench_'):] for p in BENCH_DIR.glob('bench_*.py'))

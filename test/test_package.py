@@ -38,6 +38,7 @@ def test_scripts_install_where_ros2_run_finds_them():
 EXECUTABLES = {  # ros2 run / console script name -> module:function
     'pointcloud_pipeline': 'pointcloud_pipeline.batch.cli:main',
     'bev_batch': 'pointcloud_pipeline.batch.bev:main',
+    'normals': 'pointcloud_pipeline.batch.normals:main',
     'pipeline_node': 'pointcloud_pipeline.nodes.pipeline_node:main',
     'bev_node': 'pointcloud_pipeline.nodes.bev_node:main',
     'depth_estimator_node': 'pointcloud_pipeline.nodes.depth_estimator_node:main',

@@ -15,6 +15,8 @@ PROG = 'pointcloud_pipeline'
 # command name -> (module, one-line help)
 COMMANDS = {
     'bev': ('pointcloud_pipeline.batch.bev', "KITTI .bin scans -> bird's-eye-view PNG images"),
+    'normals': ('pointcloud_pipeline.batch.normals',
+                'LAS/LAZ/COPC files -> the same with normals'),
 }
 
 

@@ -37,6 +37,14 @@ Work
     module) or the workers of an existing Dask cluster (``--dask-scheduler``; OUTDIR must be
     reachable from them).
 
+    A tool that parallelises inside one file (``parallel_inside = True``: one file may be huge,
+    e.g. normals over tiles) gets its files one after another in the main process, with the
+    executor options as a :class:`Parallelism` (``--batch-size`` does not apply); it may use
+    :func:`start_pool` for its own tasks, must stop the file at hand (raising any exception,
+    its output is then discarded and counted as not done) once ``should_stop()``, and may return
+    a dict of counters per file, which its ``summary_details(counters, seconds)`` turns into
+    the end of the summary line.
+
 Failures
     Any exception in one input is that input's failure, printed as ``error: INPUT: reason`` on
     stderr as it happens; the others go on. The reason is the tool's own message for its known
@@ -70,7 +78,7 @@ import signal
 import sys
 import threading
 import time
-from typing import NamedTuple, Protocol
+from typing import Callable, NamedTuple, Protocol
 
 from pointcloud_pipeline.files import PARTIAL_SUFFIX, atomic_output
 
@@ -105,16 +113,30 @@ class Tool(Protocol):
 
     def process(self, input_path: str, output_path: str) -> None:
         """Write the output of ``input_path`` to ``output_path`` (a temporary path); raise an
-        :class:`InputError` subclass for a bad input."""
+        :class:`InputError` subclass for a bad input. (A tool with ``parallel_inside = True``
+        gets a third argument, the :class:`Parallelism`, and may return a dict of counters.)"""
+
+
+class Parallelism(NamedTuple):
+    """What a ``parallel_inside`` tool gets for running the tasks of one file: the executor
+    options (``--executor``, ``--workers``, ``--dask-scheduler``), ``should_stop()`` (true once
+    the run is interrupted: stop the file at hand) and whether to show a progress bar."""
+
+    executor: str
+    workers: int
+    dask_scheduler: str | None
+    should_stop: Callable[[], bool]
+    show_progress: bool
 
 
 class Outcome(NamedTuple):
     """What a worker reports for one input: ``error`` (the reason) or the written output's
-    ``(size bytes, mtime_ns)``."""
+    ``(size bytes, mtime_ns)``; ``counters``: what a parallel_inside tool returned."""
 
     input_path: str
     error: str | None
     output_stat: tuple[int, int] | None
+    counters: dict | None = None
 
 
 # --- worker side ----------------------------------------------------------------------------
@@ -133,15 +155,20 @@ def failure_reason(error):
     return f'{name}: {message}' if message else name
 
 
-def run_job(tool, input_path, output_path):
-    """Make one output through a temporary file; returns its :class:`Outcome`."""
+def run_job(tool, input_path, output_path, parallelism=None):
+    """Make one output through a temporary file; returns its :class:`Outcome`. ``parallelism``:
+    for a parallel_inside tool (passed on to its ``process``)."""
+    counters = None
     try:
         with atomic_output(output_path) as temporary:
-            tool.process(input_path, temporary)
+            if parallelism is None:
+                tool.process(input_path, temporary)
+            else:
+                counters = tool.process(input_path, temporary, parallelism)
         written = os.stat(output_path)
     except Exception as error:  # any error is this input's failure, never the run's end
         return Outcome(input_path, failure_reason(error), None)
-    return Outcome(input_path, None, (written.st_size, written.st_mtime_ns))
+    return Outcome(input_path, None, (written.st_size, written.st_mtime_ns), counters)
 
 
 def run_task(tool, jobs, stop=None):
@@ -306,6 +333,7 @@ class _Tally:
         self.write = write  # tqdm.write: prints above the progress bar
         self.progress = None  # the tqdm bar, once the jobs are known
         self.written = self.skipped = self.failed = self.processed = 0
+        self.counters = []  # what a parallel_inside tool returned per written file
         self.planned = {}  # input path -> (output name, input identity)
         self.next_save = time.monotonic() + MANIFEST_SAVE_INTERVAL_S
         self.save_warned = False
@@ -321,6 +349,8 @@ class _Tally:
             else:
                 self.written += 1
                 self.manifest.record(*self.planned[outcome.input_path], outcome.output_stat)
+                if outcome.counters is not None:
+                    self.counters.append(outcome.counters)
         self.processed += len(outcomes)
         self.progress.update(len(outcomes))
         if time.monotonic() >= self.next_save:
@@ -401,8 +431,10 @@ class _Interruption:
 
 # --- executors --------------------------------------------------------------------------------
 
-def _start_pool(kind, workers, tool):
-    """(executor, stop event) of a fresh local pool."""
+def start_pool(kind, workers, tool):
+    """(executor, stop event) of a fresh local pool of ``kind`` ('threads', 'processes'); process
+    workers preload this module and the tool's, and ignore SIGINT (the main process handles
+    it)."""
     if kind == 'processes':
         # forkserver: workers start from a clean process, not a fork of this (threaded) one
         context = multiprocessing.get_context('forkserver')
@@ -418,7 +450,7 @@ def _start_pool(kind, workers, tool):
 def _run_local(tool, tasks, kind, workers, tally, interruption):
     waiting = deque(tasks)
     while waiting and not interruption.requested:
-        executor, stop = _start_pool(kind, workers, tool)
+        executor, stop = start_pool(kind, workers, tool)
         # A process pool gets only as many tasks as it has workers, so that the tasks that fail
         # when it breaks are the ones that were running; threads get one more task each, queued
         # so that none waits for the next. (Bounded: wait() costs a lock per future.)
@@ -446,6 +478,21 @@ def _run_local(tool, tasks, kind, workers, tally, interruption):
             for future, task in in_flight.items():  # what finished meanwhile is counted
                 if not future.cancelled():
                     tally.future_done(task, future)
+
+
+def _run_in_main_process(tool, jobs, args, tally, interruption):
+    """A parallel_inside tool: its files one after another here, each with the executor
+    options; a file abandoned because of an interrupt is not done (neither written nor
+    failed)."""
+    parallelism = Parallelism(args.executor, args.workers, args.dask_scheduler,
+                              lambda: interruption.requested, not args.no_progress)
+    for input_path, output_path in jobs:
+        if interruption.requested:
+            break
+        outcome = run_job(tool, input_path, output_path, parallelism)
+        if outcome.error is not None and interruption.requested:
+            break
+        tally.outcomes([outcome])
 
 
 def _run_dask(tool, tasks, address, tally, interruption):
@@ -556,7 +603,9 @@ def run(tool, args):
             batch_size = args.batch_size or default_batch_size(len(pending), args.workers)
             tasks = batches_of(pending, batch_size)
             try:
-                if args.dask_scheduler:
+                if getattr(tool, 'parallel_inside', False):
+                    _run_in_main_process(tool, pending, args, tally, interruption)
+                elif args.dask_scheduler:
                     _run_dask(tool, tasks, args.dask_scheduler, tally, interruption)
                 else:
                     _run_local(tool, tasks, args.executor, args.workers, tally, interruption)
@@ -575,7 +624,9 @@ def run(tool, args):
           f'{tally.skipped} skipped (up to date), {tally.failed} failed'
           + (f', {not_done} not done (interrupted)' if interrupted else '')
           + f' in {elapsed:.2f} s ({tally.written / elapsed:.1f} written/s, {where})'
-          + f' -> {args.output_dir}', flush=True)
+          + f' -> {args.output_dir}'
+          + (f'; {tool.summary_details(tally.counters, elapsed)}'
+             if hasattr(tool, 'summary_details') else ''), flush=True)
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if tally.failed else EXIT_OK
