@@ -5,8 +5,8 @@ Inputs are generated in a temporary directory: a real file (autzen_trim.laz of l
 Measured here, one run each (the machine is shared: repeat for noise):
 - throughput of the ``normals`` command (a fresh process, as a user runs it) in Mpts/s with 1 and
   2 workers, against the I/O floor: laspy reading the same file and writing it with the four new
-  dimensions (zeros), chunk by chunk, no computation (the command reads the input twice: pass 1
-  and the writer);
+  dimensions (zeros), chunk by chunk, no computation (the command decompresses a LAZ input once:
+  pass 1 keeps its records, uncompressed, in a temporary file that the writer reads back);
 - the two ways to use 2 threads on the tiles: 2 tiles at once with 1 kernel thread each (the
   default) or 1 tile at a time with 2 kernel threads;
 - peak RSS of the command (its own ru_maxrss, printed in its summary line) at every size, with
@@ -26,6 +26,8 @@ import tempfile
 import time
 
 import numpy as np
+
+from timing import print_table
 
 REPO = Path(__file__).resolve().parents[1]
 SUMMARY = re.compile(r'; (\d+) points, (\d+) NaN normals, (\d+) tiles, (\d+) halo re-queries, '
@@ -165,9 +167,9 @@ def main(quick=False, sizes=None):
                          f'{numbers["tiles"]}', f'{numbers["requeries"]}',
                          f'{numbers["rss_mb"]}'])
         one_worker, two_workers = float(rows[0][2]), float(rows[1][2])
-        print_rows(f'normals LAZ -> LAZ, {sizes[0]} M points (k = 8, default --memory-limit)',
-                   ['workers', 'wall s', 'tool s', 'Mpts/s', 'I/O floor s', 'floor Mpts/s',
-                    'vs floor', 'tiles', 're-queries', 'peak RSS MB'], rows)
+        print_table(f'normals LAZ -> LAZ, {sizes[0]} M points (k = 8, default --memory-limit)',
+                    ['workers', 'wall s', 'tool s', 'Mpts/s', 'I/O floor s', 'floor Mpts/s',
+                     'vs floor', 'tiles', 're-queries', 'peak RSS MB'], rows)
         print(f'1 -> 2 workers: {one_worker / two_workers:.2f}x; I/O floor = laspy read + LAZ '
               f'write with the 4 dims, no computation (Lazrs for 1 worker, LazrsParallel for 2)')
 
@@ -183,16 +185,8 @@ def main(quick=False, sizes=None):
                          f'{numbers["tiles"]}', f'{numbers["requeries"]}',
                          f'{numbers["rss_mb"]}'])
             (Path(temp) / 'out' / path.name).unlink()
-        print_rows('peak RSS of the command (2 workers, threads, default --memory-limit 500 MB)',
-                   ['M points', 'wall s', 'Mpts/s', 'tiles', 're-queries', 'peak RSS MB'], rows)
-
-
-def print_rows(title, header, rows):
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
-    print(f'\n## {title}')
-    print('  '.join(str(h).rjust(w) for h, w in zip(header, widths)))
-    for row in rows:
-        print('  '.join(str(c).rjust(w) for c, w in zip(row, widths)))
+        print_table('peak RSS of the command (2 workers, threads, default --memory-limit 500 MB)',
+                    ['M points', 'wall s', 'Mpts/s', 'tiles', 're-queries', 'peak RSS MB'], rows)
 
 
 if __name__ == '__main__':

@@ -7,7 +7,9 @@ computation on the whole cloud at once.
 Pass 1 (:func:`spill_las`) streams the file with laspy in chunks and appends every point, as a
 :data:`TILE_RECORD` (its index in the file, int64, and its raw LAS integer coordinates X, Y, Z,
 int32), to the binary file of the XY tile that holds it, in a temporary directory
-(:class:`TileDirectory`). Coordinates: the LAS integers; metres (LAS scaled coordinates, the
+(:class:`TileDirectory`); with a :class:`PointsFile` it also keeps the whole point records there,
+uncompressed and in file order, so that a later pass reads them back instead of decompressing
+a LAZ file again (point count x record size bytes of temporary disk). Coordinates: the LAS integers; metres (LAS scaled coordinates, the
 file's CRS units) are ``X * scale + offset``, computed exactly as laspy does
 (:meth:`TileSet.scaled`). Tiles are the cells of a grid of square tiles (side from a target number
 of points per tile, or given) anchored at the header's minimum; the outer row and column of tiles
@@ -412,11 +414,23 @@ def plan_grid(header, target_points, tile_size=None):
 
 
 def spill_las(reader, directory, grid, chunk_points, buffer_bytes, should_stop=None,
-              progress=None):
+              progress=None, points_file=None):
     """Pass 1: append every point of the open laspy ``reader`` to its tile's file in
     ``directory``; returns (tiles with points, raw bounds (X min, X max, Y min, Y max, Z min,
     Z max)). ``progress(n)`` is called per chunk; reading stops with InterruptedError once
-    ``should_stop()``. Raises EOFError when the file holds fewer points than its header says."""
+    ``should_stop()``. Raises EOFError when the file holds fewer points than its header says.
+    With a :class:`PointsFile`, the points' whole records are also appended to it, in file
+    order (a later pass reads them from there instead of decompressing the file again)."""
+    if points_file is None:
+        return _spill_las(reader, directory, grid, chunk_points, buffer_bytes, should_stop,
+                          progress, None)
+    with points_file.appending() as append:
+        return _spill_las(reader, directory, grid, chunk_points, buffer_bytes, should_stop,
+                          progress, append)
+
+
+def _spill_las(reader, directory, grid, chunk_points, buffer_bytes, should_stop, progress,
+               append_points):
     writer = _TileWriter(directory, buffer_bytes)
     expected = reader.header.point_count
     low = np.full(3, np.iinfo(np.int64).max)
@@ -437,6 +451,8 @@ def spill_las(reader, directory, grid, chunk_points, buffer_bytes, should_stop=N
             records[name] = values
             low[axis] = min(low[axis], values.min())
             high[axis] = max(high[axis], values.max())
+        if append_points is not None:
+            append_points(chunk.array)
         del chunk
         numbers = grid.tile_of(records['X'], records['Y'])
         order = np.argsort(numbers, kind='stable')
@@ -619,6 +635,71 @@ def _square_edge(tileset, points, half_widths):
     distance = np.minimum((mx + 1) * sx, (my + 1) * sy)
     whole = (X - mx <= min_x) & (X + mx >= max_x) & (Y - my <= min_y) & (Y + my >= max_y)
     return np.where(whole, np.inf, distance)
+
+
+# --- whole point records -----------------------------------------------------------------------
+
+class PointsFile:
+    """The file's point records, uncompressed, in file order (the raw bytes laspy decoded, every
+    dimension and extra byte as read): appended chunk by chunk by pass 1, read back by slices
+    (``point_count`` x the record size bytes of temporary disk)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self.dtype = None  # the records' numpy dtype, from the first chunk appended
+        self.count = 0
+
+    def appending(self):
+        """A context manager giving ``append(array)``; TilingError when a write fails."""
+        return _PointsAppender(self)
+
+    def read(self, start, count):
+        """Records ``start:start + count`` (a structured array of the records' dtype)."""
+        try:
+            records = np.fromfile(self.path, self.dtype, count=count,
+                                  offset=start * self.dtype.itemsize)
+        except OSError as error:
+            raise TilingError(error.errno, f'reading {self.path}: {error.strerror}') from error
+        if len(records) != count:
+            raise TilingError(f'{self.path} holds fewer than {start + count} points')
+        return records
+
+
+class _PointsAppender:
+    def __init__(self, points_file):
+        self.points_file = points_file
+        self.file = None
+
+    def _fail(self, error):
+        directory = os.path.dirname(self.points_file.path)
+        return TilingError(error.errno, f'writing temporary tiles in {directory}: '
+                                        f'{error.strerror}')
+
+    def __enter__(self):
+        try:
+            self.file = open(self.points_file.path, 'wb')
+        except OSError as error:
+            raise self._fail(error) from error
+        return self.append
+
+    def append(self, array):
+        target = self.points_file
+        if target.dtype is None:
+            target.dtype = array.dtype
+        elif array.dtype != target.dtype:
+            raise ValueError(f'point records of {array.dtype}, not {target.dtype}')
+        try:
+            self.file.write(np.ascontiguousarray(array).data)
+        except OSError as error:
+            raise self._fail(error) from error
+        target.count += len(array)
+
+    def __exit__(self, kind, *exc_info):
+        try:
+            self.file.close()
+        except OSError as error:
+            if kind is None:
+                raise self._fail(error) from error
 
 
 # --- results ------------------------------------------------------------------------------------

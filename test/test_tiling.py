@@ -78,6 +78,22 @@ def test_las_and_laz_of_the_same_points_give_the_same_tiles(shared_data, tmp_pat
     np.testing.assert_array_equal(all_records(las_tiles), all_records(laz_tiles))
 
 
+@pytest.mark.parametrize('parts', [AUTZEN_LAS, AUTZEN_LAZ])
+def test_pass_one_keeps_the_whole_point_records_in_file_order(shared_data, tmp_path, parts):
+    path = data_file(shared_data, parts)
+    points_file = tiling.PointsFile(tmp_path / 'points.bin')
+    with laspy.open(path) as reader:
+        grid, _ = tiling.plan_grid(reader.header, 20_000)
+        tiling.spill_las(reader, str(tmp_path), grid, 7_000, 100_000, points_file=points_file)
+    expected = laspy.read(path).points.array
+    assert points_file.count == len(expected) and points_file.dtype == expected.dtype
+    assert os.path.getsize(points_file.path) == expected.nbytes
+    assert points_file.read(0, len(expected)).tobytes() == expected.tobytes()
+    assert points_file.read(12_345, 10_001).tobytes() == expected[12_345:22_346].tobytes()
+    with pytest.raises(tiling.TilingError, match='fewer than'):
+        points_file.read(len(expected) - 5, 10)
+
+
 def test_overfull_tiles_are_split_until_they_fit(shared_data, tmp_path):
     tileset, raw = spill(data_file(shared_data, AUTZEN_LAS), tmp_path, target_points=200_000,
                          max_points=9_000)

@@ -17,7 +17,6 @@ glob patterns. Each scan becomes OUTDIR/<stem>.png (see pointcloud_pipeline.bev 
 
 The runner (inputs, executors, resume, summary, exit codes) is pointcloud_pipeline.batch.runner.
 """
-import argparse
 import dataclasses
 from dataclasses import dataclass
 import os
@@ -30,6 +29,7 @@ import cv2
 import numpy as np
 
 from pointcloud_pipeline.batch import runner
+from pointcloud_pipeline.batch.cli import run_command
 from pointcloud_pipeline.bev import DEFAULT_GRID, BevGrid, bev_image
 
 KITTI_POINT_BYTES = 16  # float32 little-endian x, y, z, reflectance
@@ -166,11 +166,7 @@ def checked_run(parser, args):
 
 def main(argv=None):
     """Console script ``bev_batch``: the ``bev`` command on its own."""
-    parser = argparse.ArgumentParser(prog='bev_batch', description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    args = parser.parse_intermixed_args(argv)  # INPUT... may come before and after -o
-    return checked_run(parser, args)
+    return run_command(sys.modules[__name__], 'bev_batch', argv)
 
 
 if __name__ == '__main__':

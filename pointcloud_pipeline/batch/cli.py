@@ -31,13 +31,21 @@ def build_parser():
     return parser
 
 
-def build_command_parser(name):
-    """The parser of one command, with the command module's options."""
-    module = importlib.import_module(COMMANDS[name][0])
-    parser = argparse.ArgumentParser(prog=f'{PROG} {name}', description=module.__doc__,
+def command_parser(module, prog):
+    """The parser of the command ``module`` (its docstring as the description), named ``prog``."""
+    parser = argparse.ArgumentParser(prog=prog, description=module.__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     module.add_arguments(parser)
-    return module, parser
+    return parser
+
+
+def run_command(module, prog, argv=None):
+    """Parse ``argv`` with the options of the command ``module`` under the name ``prog``, then
+    run it; returns the exit code (the subcommands and the ``bev_batch``, ``normals`` scripts)."""
+    parser = command_parser(module, prog)
+    # intermixed: positional inputs may come before and after options such as -o
+    args = parser.parse_intermixed_args(argv)
+    return module.checked_run(parser, args)
 
 
 def main(argv=None):
@@ -46,10 +54,8 @@ def main(argv=None):
     if not argv or argv[0] not in COMMANDS:
         build_parser().parse_args(argv)  # prints help/version or the usage error and exits
         return 2
-    module, parser = build_command_parser(argv[0])
-    # intermixed: positional inputs may come before and after options such as -o
-    args = parser.parse_intermixed_args(argv[1:])
-    return module.checked_run(parser, args)
+    module = importlib.import_module(COMMANDS[argv[0]][0])
+    return run_command(module, f'{PROG} {argv[0]}', argv[1:])
 
 
 if __name__ == '__main__':

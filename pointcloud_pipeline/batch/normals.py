@@ -27,6 +27,9 @@ the bytes equal a computation on the whole cloud at once, whatever ``--tile-size
 order of the points (a hash of their coordinates, then the file index), so the normals of a point
 do not depend on the order of the points in the file either. ``--memory-limit`` (default 500 MB)
 bounds the peak memory of the process by sizing the read chunks, the spill buffers and the tiles.
+A LAZ input is decompressed once: its point records are also kept, uncompressed, in the temporary
+directory for the writer (points x record size bytes of temporary disk, besides the tiles' 20
+bytes a point; a LAS input is read again instead).
 
 Parallelism is over the tiles of one file (files are done one after another): ``--workers``
 threads (default; the kernel releases the GIL), processes, or the workers of a Dask cluster
@@ -59,6 +62,7 @@ import numpy as np
 
 from pointcloud_pipeline import tiling
 from pointcloud_pipeline.batch import runner
+from pointcloud_pipeline.batch.cli import run_command
 
 DIMENSIONS = ('NormalX', 'NormalY', 'NormalZ', 'Curvature')  # PDAL's names
 DTYPES = ('float32', 'float64')
@@ -140,14 +144,22 @@ def normals_of_records(tileset, kernel, records, core_count, threads):
     """(values: core_count x 4 float64 (nx, ny, nz, curvature), neighbour distance: core_count,
     metres) of the first ``core_count`` records, from all of them. Ties between equal distances
     are broken by the fixed order of :func:`pointcloud_pipeline.tiling.tie_break_order` (ids =
-    ranks in it)."""
+    ranks in it). The kernel gets the records in that order, so that the ids are increasing
+    (0, 1, ...: it need not sort them to check that they are unique), and the core as a mask."""
     from pointcloud_pipeline.normals import estimate_normals
-    ids = np.empty(len(records), np.int64)
-    ids[tiling.tie_break_order(records)] = np.arange(len(records))
-    result = estimate_normals(tileset.scaled(records), k=kernel.knn, radius=kernel.radius,
-                              ids=ids, core=core_count, always_up=kernel.always_up,
+    order = tiling.tie_break_order(records)
+    core = order < core_count
+    result = estimate_normals(tileset.scaled(records[order]), k=kernel.knn,
+                              radius=kernel.radius, ids=np.arange(len(records), dtype=np.int64),
+                              core=core, always_up=kernel.always_up,
                               viewpoint=kernel.viewpoint, threads=threads)
-    return np.column_stack([result.normals, result.curvature]), result.neighbour_distance
+    rows = order[core]  # the record of each result row (rows follow the sorted records)
+    values = np.empty((core_count, 4))
+    values[rows, :3] = result.normals
+    values[rows, 3] = result.curvature
+    reach = np.empty(core_count)
+    reach[rows] = result.neighbour_distance
+    return values, reach
 
 
 def normals_of_tile(context, tile_number):
@@ -229,8 +241,11 @@ class NormalsTool:
             with _Progress(header.point_count, parallelism.show_progress) as progress, \
                     tiling.TileDirectory(out_dir, TEMPORARY_LABEL) as temporary:
                 temporary.own(output_path)
+                # LAZ: pass 1 keeps the decompressed records for the writer (read once)
+                points_file = (tiling.PointsFile(temporary.path / 'points.bin')
+                               if header.are_points_compressed else None)
                 tileset = _tiles_of(reader, temporary.path, plan, self.tile_size,
-                                    parallelism.should_stop, progress)
+                                    parallelism.should_stop, progress, points_file)
                 _check_points(tileset)
                 margin = _margin(tileset, self.kernel)
                 results = tiling.ResultsFile(temporary.path / 'results.bin',
@@ -246,7 +261,7 @@ class NormalsTool:
                 write_with_normals(input_path, output_path, results, self.dtype,
                                    self.overwrite_dims, self.compress_output(input_path),
                                    plan.chunk_points, backend, parallelism.should_stop,
-                                   progress.update)
+                                   progress.update, points_file)
         counters.update(points=tileset.point_count, tiles=len(tileset.tiles),
                         seconds=time.perf_counter() - start)
         return counters
@@ -352,13 +367,15 @@ def _stop_check(should_stop):
     return check
 
 
-def _tiles_of(reader, directory, plan, tile_size, should_stop, progress):
-    """Pass 1 and the splitting of overfull tiles: the TileSet of the file."""
+def _tiles_of(reader, directory, plan, tile_size, should_stop, progress, points_file=None):
+    """Pass 1 and the splitting of overfull tiles: the TileSet of the file (and the records in
+    ``points_file``, a tiling.PointsFile, when given)."""
     header = reader.header
     grid, side = tiling.plan_grid(header, plan.target_tile_points, tile_size)
     try:
         tiles, bounds = tiling.spill_las(reader, str(directory), grid, plan.chunk_points,
-                                         plan.buffer_bytes, should_stop, progress.update)
+                                         plan.buffer_bytes, should_stop, progress.update,
+                                         points_file)
     except tiling.TilingError as error:
         raise NormalsError(f'cannot write the temporary tiles in {os.path.dirname(directory)}: '
                            f'{error.strerror or error}') from None
@@ -493,10 +510,11 @@ def output_header(header, dtype, overwrite_dims):
 
 
 def write_with_normals(input_path, output_path, results, dtype, overwrite_dims, compress,
-                       chunk_points, backend, should_stop, progress):
+                       chunk_points, backend, should_stop, progress, points_file=None):
     """Write the input with the rows of ``results`` as DIMENSIONS to ``output_path``, chunk by
     chunk in input order (LAZ when ``compress``), and fsync it. Every other dimension is copied
-    as raw bytes (bit-exact)."""
+    as raw bytes (bit-exact). The input's records come from ``points_file`` (a
+    tiling.PointsFile that pass 1 filled) when given, else from the input read again."""
     laspy = _laspy()
     check_stop = _stop_check(should_stop)
     with _opened(input_path, backend) as reader:
@@ -511,27 +529,55 @@ def write_with_normals(input_path, output_path, results, dtype, overwrite_dims, 
                 count, start = reader.header.point_count, 0
                 while start < count:
                     check_stop()
-                    chunk = reader.read_points(min(chunk_points, count - start))
-                    if len(chunk) == 0:
+                    wanted = min(chunk_points, count - start)
+                    if points_file is not None:
+                        source = _stored_points(points_file, start, wanted)
+                    else:
+                        source = reader.read_points(wanted).array
+                    if len(source) == 0:
                         raise NormalsError(f'the input shrank while being read ({start} of '
                                            f'{count} points)')
-                    points = laspy.PackedPointRecord.zeros(len(chunk), point_format)
-                    for field in chunk.array.dtype.names:
-                        if field.lower() not in replaced:
-                            points.array[field] = chunk.array[field]
-                    values = results.read(start, len(chunk))
+                    points = laspy.PackedPointRecord.zeros(len(source), point_format)
+                    _copy_fields(source, points.array, replaced)
+                    del source
+                    values = results.read(start, len(points))
                     for column, name in enumerate(DIMENSIONS):
                         points.array[name] = values[:, column]
                     writer.write_points(points)
                     statistics.add(points.array)
-                    start += len(chunk)
-                    progress(len(chunk))
+                    start += len(points)
+                    progress(len(points))
                 statistics.store()
                 _keep_input_bounds(writer.header, reader.header)
                 if evlrs:
                     writer.write_evlrs(laspy.vlrs.vlrlist.VLRList(evlrs))
             destination.flush()
             os.fsync(destination.fileno())
+
+
+def _stored_points(points_file, start, count):
+    try:
+        return points_file.read(start, count)
+    except tiling.TilingError as error:
+        raise NormalsError(f'temporary points: {error.strerror or error}') from None
+
+
+def _copy_fields(source, target, replaced):
+    """Copy the fields of the structured array ``source`` but ``replaced`` (lower-case names)
+    into the same fields of ``target``, bit for bit: as one byte block when the fields of
+    ``source`` fill its records and lie at the same offsets in ``target``'s, else by field."""
+    names = [name for name in source.dtype.names if name.lower() not in replaced]
+    fields, into = source.dtype.fields, target.dtype.fields
+    size = source.dtype.itemsize
+    if (len(names) == len(source.dtype.names) and len(source) == len(target)
+            and sum(fields[name][0].itemsize for name in names) == size
+            and all(name in into and into[name][:2] == fields[name][:2] for name in names)):
+        count = len(source)
+        target_bytes = target.view(np.uint8).reshape(count, target.dtype.itemsize)
+        target_bytes[:, :size] = np.ascontiguousarray(source).view(np.uint8).reshape(count, size)
+        return
+    for name in names:
+        target[name] = source[name]
 
 
 def _keep_input_bounds(written, original):
@@ -662,11 +708,7 @@ def checked_run(parser, args):
 
 def main(argv=None):
     """Console script ``normals``: the ``normals`` command on its own."""
-    parser = argparse.ArgumentParser(prog='normals', description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    args = parser.parse_intermixed_args(argv)  # INPUT... may come before and after -o
-    return checked_run(parser, args)
+    return run_command(sys.modules[__name__], 'normals', argv)
 
 
 if __name__ == '__main__':
