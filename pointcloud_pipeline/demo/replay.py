@@ -25,7 +25,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from ..camera import CameraIntrinsics
+from ..camera import CameraIntrinsics, checked_intrinsics
 
 NS_PER_SECOND = 1_000_000_000
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
@@ -69,10 +69,10 @@ def read_intrinsics(folder):
         else:
             raise ValueError(f'no intrinsics in {folder}: add camera-intrinsics.txt (3x3 K) or '
                              'pass them explicitly')
-    intrinsics = CameraIntrinsics(float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2]))
-    if not (np.isfinite(intrinsics).all() and intrinsics.fx > 0 and intrinsics.fy > 0):
-        raise ValueError(f'invalid intrinsics in {folder}: {intrinsics}')
-    return intrinsics
+    try:
+        return checked_intrinsics(k[0, 0], k[1, 1], k[0, 2], k[1, 2])
+    except ValueError as error:
+        raise ValueError(f'invalid intrinsics in {folder}: {error}') from None
 
 
 class RgbdFrame(NamedTuple):
