@@ -2,15 +2,13 @@
 layouts, options, threads, buffers, the GIL, and every rejection."""
 from array import array
 import math
-import sys
-import threading
-import time
 import tracemalloc
 
 import cv2
 import numpy as np
 import pytest
 
+from gil_probe import gil_probe
 from pointcloud_pipeline import _depth
 from pointcloud_pipeline.camera import CameraIntrinsics
 from pointcloud_pipeline.depth import (Cloud, POINT_STEP, cloud_fields, depth_to_cloud,
@@ -424,36 +422,13 @@ def test_kernel_releases_the_gil():
     """A Python thread keeps running while conversions run; a GIL-holding call stops it."""
     depth = random_depth((1024, 1024), seed=5)
     out = np.empty(max_cloud_bytes(depth.shape), np.uint8)
-    ticks = 0
-    stop = threading.Event()
-
-    def count():
-        nonlocal ticks
-        while not stop.is_set():
-            ticks += 1
-            time.sleep(0)  # hands the GIL back at once: the main thread never waits for it
-
-    def ticks_during(work):
-        before = ticks
-        work()
-        return ticks - before
-
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(30.0)  # the main thread never gives the GIL up unless it releases it
-    counter = threading.Thread(target=count, daemon=True)
-    counter.start()
-    try:
-        time.sleep(0.05)
+    with gil_probe() as ticks_during:
         held = ticks_during(lambda: sum(i * i for i in range(300_000)))  # holds the GIL
         released = ticks_during(lambda: [
             depth_to_cloud(depth, SEVEN_SCENES_K, out=out, threads=1) for _ in range(20)])
         released_dense = ticks_during(lambda: [
             depth_to_cloud(depth, SEVEN_SCENES_K, out=out, threads=1, organized=False)
             for _ in range(10)])
-    finally:
-        stop.set()
-        sys.setswitchinterval(previous)
-        counter.join()
     assert held == 0
     assert released > 20 and released_dense > 10, (released, released_dense)
 

@@ -2,13 +2,11 @@
 numpy reference on real LAS/LAZ files (k nearest and radius), invariance to point order,
 threads and tiling, distance ties, degenerate neighbourhoods and every rejection."""
 from concurrent.futures import ThreadPoolExecutor
-import sys
-import threading
-import time
 
 import numpy as np
 import pytest
 
+from gil_probe import gil_probe
 from pointcloud_pipeline import _normals, normals
 from pointcloud_pipeline.normals import (DEFAULT_K, MAX_K, Normals, estimate_normals,
                                          symmetric_eigen)
@@ -356,29 +354,8 @@ def test_concurrent_calls_from_python_threads(autzen):
 
 
 def test_kernel_releases_the_gil(autzen):
-    ticks = 0
-    stop = threading.Event()
-
-    def count():
-        nonlocal ticks
-        while not stop.is_set():
-            ticks += 1
-            time.sleep(0)
-
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(30.0)  # the main thread keeps the GIL unless the kernel releases it
-    counter = threading.Thread(target=count, daemon=True)
-    counter.start()
-    try:
-        time.sleep(0.05)
-        before = ticks
-        for _ in range(3):
-            estimate_normals(autzen, threads=1)
-        released = ticks - before
-    finally:
-        stop.set()
-        sys.setswitchinterval(previous)
-        counter.join()
+    with gil_probe() as ticks_during:
+        released = ticks_during(lambda: [estimate_normals(autzen, threads=1) for _ in range(3)])
     assert released > 10, released
 
 
