@@ -21,21 +21,26 @@ help:
 
 setup: system-deps build
 
-# tinygrad's CPU device compiles kernels with the clang binary (monocular depth).
+# System tools: clang (tinygrad's CPU device compiles kernels with it: monocular depth) and
+# gdal-bin (gdalinfo, gdaldem: independent references of the raster tests; the tools themselves
+# use the GDAL inside the rasterio wheel). Installed with apt-get when root or sudo allows it.
 system-deps:
-	@if command -v clang >/dev/null 2>&1; then :; \
+	@missing=""; command -v clang >/dev/null 2>&1 || missing=" clang"; \
+	command -v gdalinfo >/dev/null 2>&1 || missing="$$missing gdal-bin"; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "installing clang (tinygrad CPU device) with apt-get"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang >/dev/null) \
-	    || echo "warning: apt-get install clang failed; monocular-depth tests will be skipped"; \
+	  echo "installing$$missing with apt-get"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	    || echo "warning: apt-get install$$missing failed; the tests that need them are skipped"; \
 	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
-	  echo "installing clang (tinygrad CPU device) with sudo apt-get"; \
-	  (sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang >/dev/null) \
-	    || echo "warning: apt-get install clang failed; monocular-depth tests will be skipped"; \
+	  echo "installing$$missing with sudo apt-get"; \
+	  (sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	    || echo "warning: apt-get install$$missing failed; the tests that need them are skipped"; \
 	else \
-	  echo "warning: clang is missing and cannot be installed without root:"; \
-	  echo "  run 'sudo apt-get install -y clang' (tinygrad's CPU device needs it)."; \
-	  echo "  Until then the monocular-depth tests are skipped and the estimator node cannot run on CPU."; \
+	  echo "warning:$$missing missing and cannot be installed without root:"; \
+	  echo "  run 'sudo apt-get install -y$$missing'."; \
+	  echo "  Until then the monocular-depth tests (clang) and the gdalinfo/gdaldem checks of the"; \
+	  echo "  raster tests (gdal-bin) are skipped, and the estimator node cannot run on CPU."; \
 	fi
 
 $(PY):

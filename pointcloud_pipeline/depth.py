@@ -24,9 +24,9 @@ import numpy as np
 from . import _depth, layouts
 from .camera import CameraIntrinsics, checked_intrinsics
 from .layouts import FLOAT32, PointFieldSpec, writable_bytes
+from .threads import checked_threads
 
 POINT_STEP = 16
-MAX_THREADS = 1024
 
 DEPTH_DTYPES = (np.dtype(np.uint16), np.dtype(np.float32))
 _FLOAT32_TINY = float(np.finfo(np.float32).smallest_subnormal)
@@ -239,10 +239,7 @@ def depth_to_cloud(depth: np.ndarray, intrinsics: CameraIntrinsics, *, depth_sca
     _check_range(depth_scale, min_range, max_range, invalid_depth)
     dx = _positive_int(decimation_x, 'decimation_x')
     dy = _positive_int(decimation_y, 'decimation_y')
-    if (isinstance(threads, bool) or not isinstance(threads, Integral)
-            or not 0 <= threads <= MAX_THREADS):
-        raise ValueError(f'threads must be an integer from 0 (all cores) to {MAX_THREADS}, '
-                         f'got {threads!r}')
+    threads = checked_threads(threads)
     height, width = depth.shape
     dx, dy = min(dx, width), min(dy, height)  # same output; keeps the steps in C range
     rows, columns = -(-height // dy), -(-width // dx)

@@ -70,10 +70,10 @@ from numbers import Integral, Real
 import numpy as np
 
 from . import _normals
+from .threads import checked_threads
 
 DEFAULT_K = 8
 MAX_K = 1024
-MAX_THREADS = 1024
 MAX_COORDINATE = 1e12
 """Largest accepted |coordinate| (any unit): squared distances stay far from overflow."""
 DEGENERATE_GAP = _normals.DEGENERATE_GAP
@@ -202,12 +202,6 @@ def _checked_orientation(always_up, viewpoint):
     return _normals.ORIENTATION_MODES['viewpoint'], values
 
 
-def _checked_threads(threads):
-    if (isinstance(threads, bool) or not isinstance(threads, Integral)
-            or not 0 <= threads <= MAX_THREADS):
-        raise ValueError(f'threads must be an integer from 0 (all cores) to {MAX_THREADS}, '
-                         f'got {threads!r}')
-    return int(threads)
 
 
 def _grid(points, x0, x1, y0, y1, z0, z1):
@@ -275,7 +269,7 @@ def estimate_normals(points, *, k=None, radius=None, ids=None, core=None, always
     ids = _checked_ids(ids, count)
     rank, rows = _core_rank(core, count)
     mode, (vx, vy, vz) = _checked_orientation(always_up, viewpoint)
-    threads = _checked_threads(threads)
+    threads = checked_threads(threads)
     normals = np.empty((rows, 3), np.float64)
     curvature = np.empty(rows, np.float64)
     distance = np.empty(rows, np.float64)
@@ -304,7 +298,7 @@ def symmetric_eigen(matrices, *, threads=0):
         raise ValueError('matrices must be finite')
     if not np.array_equal(matrices, np.swapaxes(matrices, -1, -2)):
         raise ValueError('matrices must be symmetric')
-    threads = _checked_threads(threads)
+    threads = checked_threads(threads)
     batch = np.ascontiguousarray(matrices.reshape(-1, 3, 3))
     values = np.empty((batch.shape[0], 3), np.float64)
     vectors = np.empty((batch.shape[0], 3, 3), np.float64)

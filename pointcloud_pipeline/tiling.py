@@ -754,3 +754,93 @@ class ResultsFile:
         if len(rows) != count * self.columns:
             raise TilingError(f'{self.path} is shorter than {self.point_count} rows')
         return rows.reshape(count, self.columns)
+
+
+# --- records grouped by key ---------------------------------------------------------------------
+
+class RecordBuckets:
+    """Records of one structured ``dtype`` grouped by integer key, in the order they were added:
+    held in memory up to ``memory_bytes`` in all, beyond that appended to one file per key in
+    ``directory`` (``<prefix><key>.bin``), so memory stays bounded whatever the input's size.
+    Used from one thread."""
+
+    def __init__(self, dtype, directory, memory_bytes, prefix='bucket'):
+        self.dtype = np.dtype(dtype)
+        self.directory = str(directory)
+        self.memory_bytes = memory_bytes
+        self.prefix = prefix
+        self.held = {}  # key -> list of arrays not yet on disk (newer than the file's records)
+        self.held_bytes = 0
+        self.on_disk = {}  # key -> records in the key's file
+        self.spilled_bytes = 0
+
+    def path(self, key):
+        return os.path.join(self.directory, f'{self.prefix}{key}.bin')
+
+    def add(self, key, records):
+        if not len(records):
+            return
+        if records.dtype != self.dtype:
+            raise ValueError(f'records of {records.dtype}, not {self.dtype}')
+        self.held.setdefault(key, []).append(records)
+        self.held_bytes += records.nbytes
+        if self.held_bytes > self.memory_bytes:
+            self.flush()
+
+    def flush(self):
+        """Append every record held in memory to its key's file."""
+        for key, parts in self.held.items():
+            try:
+                with open(self.path(key), 'ab') as file:
+                    for part in parts:
+                        file.write(np.ascontiguousarray(part).data)
+            except OSError as error:
+                raise TilingError(error.errno, f'writing temporary records in '
+                                               f'{self.directory}: {error.strerror}') from error
+            count = sum(len(part) for part in parts)
+            self.on_disk[key] = self.on_disk.get(key, 0) + count
+            self.spilled_bytes += count * self.dtype.itemsize
+        self.held.clear()
+        self.held_bytes = 0
+
+    def keys(self):
+        return sorted(set(self.held) | set(self.on_disk))
+
+    def count(self, key):
+        return self.on_disk.get(key, 0) + sum(len(part) for part in self.held.get(key, ()))
+
+    def read(self, key):
+        """All records of ``key``, in the order added."""
+        return _concatenate(list(self.chunks(key, None)), self.dtype)
+
+    def chunks(self, key, chunk_records, consume=False):
+        """The records of ``key`` in the order added, ``chunk_records`` at a time from its file
+        (all at once when None), then the parts held in memory; ``consume``: forget the parts
+        held in memory as they are handed out (frees their memory)."""
+        on_disk = self.on_disk.get(key, 0)
+        step = on_disk if chunk_records is None else chunk_records
+        for start in range(0, on_disk, max(1, step)):
+            count = min(step, on_disk - start)
+            try:
+                records = np.fromfile(self.path(key), self.dtype, count=count,
+                                      offset=start * self.dtype.itemsize)
+            except OSError as error:
+                raise TilingError(error.errno, f'reading {self.path(key)}: '
+                                               f'{error.strerror}') from error
+            if len(records) != count:
+                raise TilingError(f'{self.path(key)} holds fewer records than written')
+            yield records
+        parts = self.held.get(key, [])
+        while parts:
+            part = parts.pop(0) if consume else parts[0]
+            if consume:
+                self.held_bytes -= part.nbytes
+            else:
+                parts = parts[1:]
+            yield part
+
+
+def _concatenate(parts, dtype):
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts) if parts else np.empty(0, dtype)

@@ -39,6 +39,8 @@ EXECUTABLES = {  # ros2 run / console script name -> module:function
     'pointcloud_pipeline': 'pointcloud_pipeline.batch.cli:main',
     'bev_batch': 'pointcloud_pipeline.batch.bev:main',
     'normals': 'pointcloud_pipeline.batch.normals:main',
+    'raster': 'pointcloud_pipeline.batch.raster:main',
+    'raster_map': 'pointcloud_pipeline.batch.raster_map:main',
     'pipeline_node': 'pointcloud_pipeline.nodes.pipeline_node:main',
     'bev_node': 'pointcloud_pipeline.nodes.bev_node:main',
     'depth_estimator_node': 'pointcloud_pipeline.nodes.depth_estimator_node:main',

@@ -273,3 +273,36 @@ def test_tile_directory_is_removed_and_stale_ones_of_dead_processes_are_cleaned(
         child.kill()
         child.wait()
     assert os.listdir(tmp_path) == []
+
+
+# --- RecordBuckets ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('memory_bytes', [0, 100, 1 << 30])
+def test_record_buckets_keep_the_order_added_in_memory_and_on_disk(tmp_path, memory_bytes):
+    dtype = np.dtype([('x', '<f8'), ('k', '<i4')])
+    rng = np.random.default_rng(3)
+    buckets = tiling.RecordBuckets(dtype, tmp_path, memory_bytes)
+    expected = {}
+    for step in range(20):
+        key = int(rng.integers(0, 4))
+        records = np.zeros(int(rng.integers(0, 30)), dtype)
+        records['x'] = rng.random(len(records))
+        records['k'] = step
+        buckets.add(key, records)
+        expected.setdefault(key, []).append(records)
+    assert (buckets.spilled_bytes > 0) == (memory_bytes < 1 << 30)
+    assert buckets.keys() == sorted(k for k, parts in expected.items()
+                                    if sum(map(len, parts)))
+    for key, parts in expected.items():
+        whole = np.concatenate(parts)
+        assert buckets.count(key) == len(whole)
+        np.testing.assert_array_equal(buckets.read(key), whole)
+        np.testing.assert_array_equal(np.concatenate(list(buckets.chunks(key, 7)) or
+                                                     [np.empty(0, dtype)]), whole)
+    for key, parts in expected.items():  # consuming frees what memory holds, in order
+        np.testing.assert_array_equal(np.concatenate(
+            list(buckets.chunks(key, 5, consume=True)) or [np.empty(0, dtype)]),
+            np.concatenate(parts))
+    assert buckets.held_bytes == 0
+    with pytest.raises(ValueError, match='records of'):
+        buckets.add(0, np.zeros(3, np.float64))

@@ -17,6 +17,10 @@ COMMANDS = {
     'bev': ('pointcloud_pipeline.batch.bev', "KITTI .bin scans -> bird's-eye-view PNG images"),
     'normals': ('pointcloud_pipeline.batch.normals',
                 'LAS/LAZ/COPC files -> the same with normals'),
+    'raster': ('pointcloud_pipeline.batch.raster',
+               'LAS/LAZ/COPC files -> GeoTIFF rasters (DSM, DTM, ...)'),
+    'raster-map': ('pointcloud_pipeline.batch.raster_map',
+                   'GeoTIFF -> GeoTIFF: hillshade, slope, fill'),
 }
 
 
@@ -41,7 +45,8 @@ def command_parser(module, prog):
 
 def run_command(module, prog, argv=None):
     """Parse ``argv`` with the options of the command ``module`` under the name ``prog``, then
-    run it; returns the exit code (the subcommands and the ``bev_batch``, ``normals`` scripts)."""
+    run it; returns the exit code (the subcommands and the ``bev_batch``, ``normals``, ``raster``
+    and ``raster_map`` scripts)."""
     parser = command_parser(module, prog)
     # intermixed: positional inputs may come before and after options such as -o
     args = parser.parse_intermixed_args(argv)

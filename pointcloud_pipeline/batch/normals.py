@@ -46,11 +46,9 @@ hidden partial output stay; the next run into the same OUTDIR removes those of d
 The end is the runner's summary line plus points, NaN normals, tiles, halo re-queries, seconds,
 Mpts/s and the peak RSS of this process (and of the worker processes).
 """
-import argparse
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 import copy
 from dataclasses import dataclass
-import math
 import os
 from pathlib import Path
 import resource
@@ -61,7 +59,7 @@ from typing import ClassVar
 import numpy as np
 
 from pointcloud_pipeline import tiling
-from pointcloud_pipeline.batch import runner
+from pointcloud_pipeline.batch import las_files, runner
 from pointcloud_pipeline.batch.cli import run_command
 
 DIMENSIONS = ('NormalX', 'NormalY', 'NormalZ', 'Curvature')  # PDAL's names
@@ -193,7 +191,7 @@ class NormalsTool:
     output_file: str | None = None  # -o FILE.las|FILE.laz: the output's name
     chunk_points: int | None = None  # None: from the memory limit
     name: ClassVar[str] = 'normals'
-    input_suffixes: ClassVar[tuple[str, ...]] = ('.las', '.laz')
+    input_suffixes: ClassVar[tuple[str, ...]] = las_files.LAS_SUFFIXES
     format_version: ClassVar[int] = 1
     parallel_inside: ClassVar[bool] = True
 
@@ -226,10 +224,8 @@ class NormalsTool:
         if os.path.exists(final) and os.path.samefile(final, input_path):
             raise NormalsError(f'the output {final} would replace the input')
         tiling.remove_stale_tile_directories(out_dir, TEMPORARY_LABEL)
-        laspy = _laspy()
-        backend = (laspy.LazBackend.LazrsParallel if parallelism.workers > 1
-                   else laspy.LazBackend.Lazrs)
-        with _opened(input_path, backend) as reader:
+        backend = las_files.laz_backend(parallelism.workers)
+        with las_files.opened(input_path, backend, NormalsError) as reader:
             header = reader.header
             self._check_header(header)
             tasks, kernel_threads = _schedule(parallelism)
@@ -238,7 +234,8 @@ class NormalsTool:
                                    self.chunk_points)
             except ValueError as error:
                 raise NormalsError(str(error)) from None
-            with _Progress(header.point_count, parallelism.show_progress) as progress, \
+            with las_files.PhaseProgress('normals', header.point_count,
+                                          parallelism.show_progress, 'tiling') as progress, \
                     tiling.TileDirectory(out_dir, TEMPORARY_LABEL) as temporary:
                 temporary.own(output_path)
                 # LAZ: pass 1 keeps the decompressed records for the writer (read once)
@@ -293,34 +290,6 @@ class NormalsTool:
                 + (f' (worker processes {workers_mb:.0f} MB)' if workers_mb else ''))
 
 
-def _laspy():
-    import laspy  # here: the module's help and the runner's tests need no LiDAR stack
-    return laspy
-
-
-class _opened:
-    """``laspy.open`` of an input as a context manager; NormalsError for a file laspy cannot
-    read as LAS/LAZ."""
-
-    def __init__(self, path, backend):
-        self.path, self.backend = path, backend
-        self.reader = None
-
-    def __enter__(self):
-        laspy = _laspy()
-        try:
-            self.reader = laspy.open(self.path, laz_backend=self.backend)
-        except OSError:
-            raise
-        except Exception as error:
-            raise NormalsError(f'not a readable LAS/LAZ file ({runner.failure_reason(error)})') \
-                from None
-        return self.reader
-
-    def __exit__(self, *exc_info):
-        self.reader.close()
-
-
 def existing_dimensions(header):
     """The names of DIMENSIONS (any case) that the header's point format already has."""
     wanted = {name.lower() for name in DIMENSIONS}
@@ -333,38 +302,6 @@ def _schedule(parallelism):
     threads (0.94 s vs 0.99 s, bench/bench_normals_files.py), and it is the one way that also
     fits processes and Dask workers."""
     return parallelism.workers, 1
-
-
-class _Progress:
-    """A tqdm bar counting points through the phases (tiling, normals, writing)."""
-
-    def __init__(self, total, show):
-        self.total, self.show = total, show
-        self.bar = None
-
-    def __enter__(self):
-        from tqdm import tqdm
-        self.bar = tqdm(total=self.total, unit='pt', unit_scale=True, desc='normals: tiling',
-                        file=sys.stderr, leave=False, position=1, dynamic_ncols=True,
-                        disable=None if self.show else True)
-        return self
-
-    def phase(self, name):
-        self.bar.reset(total=self.total)
-        self.bar.set_description(f'normals: {name}')
-
-    def update(self, points):
-        self.bar.update(points)
-
-    def __exit__(self, *exc_info):
-        self.bar.close()
-
-
-def _stop_check(should_stop):
-    def check():
-        if should_stop():
-            raise InterruptedError('interrupted')
-    return check
 
 
 def _tiles_of(reader, directory, plan, tile_size, should_stop, progress, points_file=None):
@@ -427,7 +364,7 @@ def _run_tiles(tool, context, parallelism, concurrent, progress):
     """Compute every tile on the executor of ``parallelism``; returns the counters."""
     progress.phase('normals')
     counters = {'nan_normals': 0, 'halo_requeries': 0, 'worker_peak_rss_kb': 0}
-    check_stop = _stop_check(parallelism.should_stop)
+    check_stop = las_files.stop_check(parallelism.should_stop)
     numbers = [n for n, tile in enumerate(context.tileset.tiles) if tile.count]
 
     def account(result):
@@ -495,7 +432,7 @@ def output_header(header, dtype, overwrite_dims):
     """The output's header: a copy of the input's without the COPC VLR and the LASzip VLR (laspy
     writes its own), the existing normal dimensions removed (``overwrite_dims``) and
     DIMENSIONS added as extra bytes of ``dtype``. Returns (header, the EVLRs to write)."""
-    laspy = _laspy()
+    laspy = las_files.laspy()
     header = copy.deepcopy(header)
     header.vlrs = [vlr for vlr in header.vlrs if vlr.user_id != COPC_USER_ID]
     evlrs = [evlr for evlr in (header.evlrs or []) if evlr.user_id != COPC_USER_ID]
@@ -515,9 +452,9 @@ def write_with_normals(input_path, output_path, results, dtype, overwrite_dims, 
     chunk in input order (LAZ when ``compress``), and fsync it. Every other dimension is copied
     as raw bytes (bit-exact). The input's records come from ``points_file`` (a
     tiling.PointsFile that pass 1 filled) when given, else from the input read again."""
-    laspy = _laspy()
-    check_stop = _stop_check(should_stop)
-    with _opened(input_path, backend) as reader:
+    laspy = las_files.laspy()
+    check_stop = las_files.stop_check(should_stop)
+    with las_files.opened(input_path, backend, NormalsError) as reader:
         header, evlrs = output_header(reader.header, dtype, overwrite_dims)
         replaced = {name.lower() for name in DIMENSIONS}
         with open(output_path, 'wb') as destination:
@@ -631,11 +568,6 @@ class _ExtraBytesStatistics:
 
 # --- command line -----------------------------------------------------------------------------
 
-def positive_float(text):
-    value = float(text)
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f'must be a number > 0, got {text}')
-    return value
 
 
 def tool_from_args(args):
@@ -669,7 +601,7 @@ def add_normals_arguments(parser):
     neighbours = parser.add_argument_group('neighbourhood (PDAL filters.normal)')
     neighbours.add_argument('--knn', type=runner.positive_int, default=None, metavar='K',
                             help='k nearest neighbours besides the point (default 8)')
-    neighbours.add_argument('--radius', type=positive_float, default=None, metavar='R',
+    neighbours.add_argument('--radius', type=runner.positive_float, default=None, metavar='R',
                             help='all points within R (LAS scaled units, e.g. metres) instead')
     orientation = parser.add_argument_group('orientation')
     orientation.add_argument('--viewpoint', nargs=3, type=float, metavar=('X', 'Y', 'Z'),
@@ -681,7 +613,7 @@ def add_normals_arguments(parser):
                         help='type of the new dimensions (default %(default)s)')
     output.add_argument('--overwrite-dims', action='store_true',
                         help='replace NormalX/Y/Z and Curvature if the input has them')
-    output.add_argument('--tile-size', type=positive_float, default=None, metavar='METRES',
+    output.add_argument('--tile-size', type=runner.positive_float, default=None, metavar='METRES',
                         help='side of the square tiles (default: from --memory-limit and '
                              'the point density); does not change the result')
     output.add_argument('--memory-limit', type=runner.positive_int,

@@ -537,6 +537,20 @@ def positive_int(text):
     return value
 
 
+def finite_float(text):
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f'must be a finite number, got {text}')
+    return value
+
+
+def positive_float(text):
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f'must be a number > 0, got {text}')
+    return value
+
+
 def add_runner_arguments(parser, inputs_help, output_help):
     """The options every tool shares: INPUT..., -o/--output-dir, --overwrite, --workers,
     --executor, --batch-size, --dask-scheduler, --no-progress."""

@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
+from las_inputs import (read_only_directory, real_file, replicated_las, run_command,
+                        run_in_process, write_damaged_inputs)
 from optional import missing
 from pointcloud_pipeline import tiling
 from pointcloud_pipeline.batch import cli, normals as batch_normals
@@ -38,25 +40,14 @@ ROUND_TRIP = [('pdal', 'autzen_trim.las'), ('laspy', 'autzen_trim.laz'),
               ('lidr', 'MixedConifer.laz'), ('pdal', 'test1_4.las')]
 
 
-def real_file(shared_data, *parts):
-    path = shared_data.joinpath('las', *parts)
-    if not path.is_file():
-        pytest.skip(f'{path} is not in the shared data')
-    return path
-
-
-def run_cli(*args, timeout=300, **kwargs):
+def run_cli(*args, **kwargs):
     """``python -m pointcloud_pipeline normals ...`` in a subprocess."""
-    return subprocess.run([sys.executable, '-m', 'pointcloud_pipeline', 'normals',
-                           *map(str, args)], cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=timeout, **kwargs)
+    return run_command('normals', *args, **kwargs)
 
 
 def run_here(capsys, *args):
     """The normals command in this process: (exit code, stdout, stderr)."""
-    code = batch_normals.main([*map(str, args), '--no-progress'])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_in_process(batch_normals, capsys, *args)
 
 
 def summary_of(stdout, stderr=''):
@@ -98,19 +89,8 @@ def whole_cloud_normals(path, **options):
 @pytest.fixture(scope='module')
 def large_las(tmp_path_factory, shared_data):
     """About 1.1 M real points: autzen_trim.las replicated 10 times side by side (LAS)."""
-    source = laspy.read(real_file(shared_data, 'pdal', 'autzen_trim.las'))
-    width = int(source.X.max() - source.X.min()) + 100
-    copies = 10
-    las = laspy.LasData(source.header)
-    las.points = laspy.ScaleAwarePointRecord.zeros(copies * len(source.points),
-                                                   header=source.header)
-    for copy in range(copies):
-        block = slice(copy * len(source.points), (copy + 1) * len(source.points))
-        las.points.array[block] = source.points.array
-        las.points.array['X'][block] += copy * width
     path = tmp_path_factory.mktemp('large') / 'autzen_x10.las'
-    las.write(path)
-    return path
+    return replicated_las(laspy, real_file(shared_data, 'pdal', 'autzen_trim.las'), 10, path)
 
 
 # --- exactness ------------------------------------------------------------------------------
@@ -327,15 +307,9 @@ def bad_inputs(shared_data, tmp_path):
     directory = tmp_path / 'inputs'
     directory.mkdir()
     shutil.copy(real_file(shared_data, 'laspy', 'simple.las'), directory / 'good.las')
-    laz = real_file(shared_data, 'laspy', 'autzen_trim.laz').read_bytes()
     las = real_file(shared_data, 'pdal', 'autzen_trim.las').read_bytes()
-    (directory / 'not_las.las').write_bytes(b'this is not a LAS file\n' * 20)
-    (directory / 'truncated.las').write_bytes(las[:len(las) // 2 + 7])
-    (directory / 'truncated.laz').write_bytes(laz[:len(laz) // 2])
-    corrupt = bytearray(laz)
-    for position in np.random.default_rng(5).integers(3000, len(laz), 40):
-        corrupt[position] ^= 0xFF
-    (directory / 'corrupt.laz').write_bytes(bytes(corrupt))
+    laz = real_file(shared_data, 'laspy', 'autzen_trim.laz').read_bytes()
+    write_damaged_inputs(directory, las, laz)
 
     def points_file(name, xyz):
         data = laspy.create(point_format=3, file_version='1.2')
@@ -371,21 +345,9 @@ def test_bad_inputs_are_reported_by_name_and_leave_nothing(bad_inputs, tmp_path)
 
 def test_an_unwritable_output_directory_is_reported(bad_inputs, tmp_path):
     directory, _ = bad_inputs
-    out = tmp_path / 'read_only'
-    out.mkdir()
-    if os.geteuid() == 0:  # root writes anywhere: make the directory immutable instead
-        made = subprocess.run(['chattr', '+i', str(out)], capture_output=True)
-        if made.returncode != 0:
-            pytest.skip(f'cannot make a read-only directory as root: {made.stderr!r}')
-    else:
-        out.chmod(0o555)
-    try:
+    with read_only_directory(tmp_path / 'read_only') as out:
         result = run_cli(directory / 'good.las', '-o', out)
         listing = os.listdir(out)
-    finally:
-        if os.geteuid() == 0:
-            subprocess.run(['chattr', '-i', str(out)], check=True)
-        out.chmod(0o755)
     assert result.returncode == 1
     assert f'error: {directory / "good.las"}: ' in result.stderr
     assert 'not permitted' in result.stderr or 'denied' in result.stderr, result.stderr
