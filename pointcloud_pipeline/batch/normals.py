@@ -194,6 +194,8 @@ class NormalsTool:
     input_suffixes: ClassVar[tuple[str, ...]] = las_files.LAS_SUFFIXES
     format_version: ClassVar[int] = 1
     parallel_inside: ClassVar[bool] = True
+    requires: ClassVar[dict] = {
+        'laspy': 'pip install laspy==2.7.0 lazrs==0.8.2'}
 
     def output_name(self, input_path):
         if self.output_file:

@@ -56,6 +56,7 @@ import argparse
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+import importlib.util
 import math
 import os
 from pathlib import Path
@@ -178,6 +179,9 @@ class RasterTool:
     input_suffixes: ClassVar[tuple[str, ...]] = las_files.LAS_SUFFIXES
     format_version: ClassVar[int] = 1
     parallel_inside: ClassVar[bool] = True
+    requires: ClassVar[dict] = {
+        'laspy': 'pip install laspy==2.7.0 lazrs==0.8.2',
+        'rasterio': 'pip install rasterio==1.4.4', 'pyproj': 'pip install pyproj==3.7.2'}
 
     def output_name(self, input_path):
         if self.output_file:
@@ -670,6 +674,8 @@ def classes(text):
 
 
 def _crs_wkt(text):
+    if importlib.util.find_spec('pyproj') is None:
+        raise ValueError('--crs needs the Python package pyproj: pip install pyproj==3.7.2')
     from pyproj import CRS
     from pyproj.exceptions import CRSError
     try:

@@ -75,6 +75,7 @@ class RasterMapTool:
     input_suffixes: ClassVar[tuple[str, ...]] = RASTER_SUFFIXES
     format_version: ClassVar[int] = 1
     parallel_inside: ClassVar[bool] = True
+    requires: ClassVar[dict] = {'rasterio': 'pip install rasterio==1.4.4'}
 
     def output_name(self, input_path):
         return self.output_file or Path(input_path).name

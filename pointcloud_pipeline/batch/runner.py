@@ -574,12 +574,16 @@ def add_runner_arguments(parser, inputs_help, output_help):
 
 
 def checked_run(parser, args, make_tool):
-    """Build the tool with ``make_tool(args)`` (ValueError: usage error, exit 2), then
-    :func:`run` it; returns the exit code."""
+    """Build the tool with ``make_tool(args)`` (ValueError: usage error, exit 2), check that
+    the packages in the tool's ``requires`` ({module: how to install it}, optional) are
+    installed (else a usage error saying how), then :func:`run` it; returns the exit code."""
     try:
         tool = make_tool(args)
     except ValueError as error:
         parser.error(str(error))
+    for module, install in getattr(tool, 'requires', {}).items():
+        if importlib.util.find_spec(module) is None:
+            parser.error(f'{tool.name} needs the Python package {module}: {install}')
     if args.dask_scheduler and importlib.util.find_spec('distributed') is None:
         parser.error('--dask-scheduler needs dask.distributed: '
                      'pip install dask==2026.8.0 distributed==2026.8.0')

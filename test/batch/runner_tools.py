@@ -63,9 +63,18 @@ class TextTool:
             file.write(data[len(data) // 2:])
 
 
+@dataclass(frozen=True)
+class NeedyTool(TextTool):
+    """A TextTool that needs a package nobody has (the runner refuses to start it)."""
+
+    requires: ClassVar[dict] = {'no_such_package_here': 'pip install no-such-package-here'}
+
+
 def tool_from_args(args):
     if args.prefix == 'invalid':
         raise ValueError('--prefix invalid is not allowed')
+    if args.prefix == 'needy':
+        return NeedyTool(args.prefix, args.delay)
     return TextTool(args.prefix, args.delay)
 
 

@@ -238,6 +238,8 @@ def test_exit_codes_0_and_1(inputs, tmp_path):
     (['--batch-size', 'x'], 'invalid positive_int value'),
     (['--executor', 'gpu'], 'invalid choice'),
     (['--prefix', 'invalid'], '--prefix invalid is not allowed'),  # ValueError of the tool
+    (['--prefix', 'needy'], 'text needs the Python package no_such_package_here: '
+                            'pip install no-such-package-here'),  # the tool's requires
     ([], 'the following arguments are required: -o/--output-dir'),
 ])
 def test_usage_errors_exit_2(inputs, tmp_path, args, message):
