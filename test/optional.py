@@ -14,6 +14,7 @@ OPTIONAL_PACKAGES = {
     'tinygrad': 'pip install tinygrad==0.14.0 (monocular depth)',
     'onnx': 'pip install onnx==1.23.2 (the monocular tests build ONNX models with it)',
     'onnxruntime': 'pip install onnxruntime==1.31.1 (the reference for the monocular tests)',
+    'hypothesis': 'pip install hypothesis==6.170.0 (property-based fuzzing)',
 }
 
 
