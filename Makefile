@@ -14,10 +14,10 @@ KERNEL_SOURCES := $(wildcard pointcloud_pipeline/_*.pyx pointcloud_pipeline/*/_*
 BUILD_STAMP := build/.kernels-built
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps venv build test demo bench colcon-test clean
+.PHONY: help setup system-deps venv build test demo bench fuzz soak sanitize colcon-test clean
 
 help:
-	@echo "make demo | make test | make bench | make colcon-test | make setup | make clean"
+	@echo "make demo | make test | make bench | make fuzz | make soak | make sanitize | make colcon-test | make setup | make clean"
 
 setup: system-deps build
 
@@ -67,6 +67,22 @@ demo: setup
 
 bench: setup
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+# Robustness runs beyond make test (README, Robustness):
+#   make fuzz     - >= 10,000 malformed messages per node over loopback DDS (bench/fuzz.py)
+#   make soak     - the demo chain for 10,000 VGA frames at 30 Hz: RSS growth, losses, latency
+#   make sanitize - the kernels and their property-based fuzz under ASan + UBSan
+fuzz: setup
+	$(PY) bench/fuzz.py $(FUZZ_ARGS)
+
+soak: setup
+	$(PY) bench/soak.py $(SOAK_ARGS)
+
+# Kernels under AddressSanitizer + UBSan: an instrumented copy of the package in build/sanitize
+# (the in-place .so files are untouched), the kernel tests and test/test_kernel_fuzz.py at its
+# larger profile with the runtimes preloaded; fails on any sanitiser report or failed test.
+sanitize: setup
+	$(PY) test/sanitize/run_sanitized.py $(PYTEST_ARGS)
 
 # The ROS user's path: colcon build + colcon test in a throwaway workspace, driven from the venv
 # (colcon-core, colcon-ros and ament_package from PyPI reproduce a ROS install's colcon).

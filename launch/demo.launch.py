@@ -1,17 +1,32 @@
 """The demo on a ROS 2 install: synthetic depth camera -> pointcloud_pipeline (-> rviz2).
 
-    ros2 launch pointcloud_pipeline demo.launch.py            # with rviz2
-    ros2 launch pointcloud_pipeline demo.launch.py rviz:=false
+    ros2 launch pointcloud_pipeline demo.launch.py
+    ros2 launch pointcloud_pipeline demo.launch.py rviz:=true  # with rviz2 (when installed)
 
 The bare-machine equivalent, which also records the outputs, is `make demo`.
 Arguments: namespace, rate (Hz), width, height, publish_rgb, rviz, use_large_data_profile.
 """
+from ament_index_python.packages import get_package_prefix, PackageNotFoundError
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+
+def require_rviz2(context):
+    """rviz:=true where rviz2 is not installed (an optional package: package.xml does not depend
+    on it): stop with the reason before any node starts. Launching the rviz2 node itself would
+    fail only after the other nodes started, and leave them running."""
+    if IfCondition(LaunchConfiguration('rviz')).evaluate(context):
+        try:
+            get_package_prefix('rviz2')
+        except PackageNotFoundError:
+            raise RuntimeError("rviz:=true needs the package 'rviz2', which is not installed "
+                               "(sudo apt install ros-$ROS_DISTRO-rviz2), or launch with "
+                               "rviz:=false; no node was started") from None
+    return []
 
 
 def generate_launch_description():
@@ -26,8 +41,9 @@ def generate_launch_description():
         DeclareLaunchArgument('height', default_value='480', description='image height, pixels'),
         DeclareLaunchArgument('publish_rgb', default_value='true', choices=['true', 'false'],
                               description='synthetic colour image (XYZRGB cloud)'),
-        DeclareLaunchArgument('rviz', default_value='true', choices=['true', 'false'],
-                              description='start rviz2'),
+        DeclareLaunchArgument('rviz', default_value='false', choices=['true', 'false'],
+                              description='start rviz2 with rviz/pipeline.rviz (needs rviz2 '
+                                          'installed)'),
         DeclareLaunchArgument('use_large_data_profile', default_value='true',
                               choices=['true', 'false'],
                               description='Fast DDS shared-memory profile, DDS confined to this '
@@ -68,4 +84,5 @@ def generate_launch_description():
         condition=IfCondition(LaunchConfiguration('rviz')),
         output='screen',
     )
-    return LaunchDescription(arguments + [large_data_profile, camera, pipeline, rviz])
+    return LaunchDescription(arguments + [OpaqueFunction(function=require_rviz2),
+                                          large_data_profile, camera, pipeline, rviz])

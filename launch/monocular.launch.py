@@ -8,8 +8,9 @@ Wiring (inside ``namespace``): the estimator's ``depth/image`` -> the pipeline's
 ``depth/image_rect``, the estimator's ``depth/camera_info`` -> the pipeline's
 ``depth/camera_info``; the cloud comes out on ``points``.
 """
+from ament_index_python.packages import get_package_prefix, PackageNotFoundError
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
@@ -31,6 +32,20 @@ ARGUMENTS = [
     ('use_large_data_profile', 'true', 'Fast DDS profile with 64 MiB shared-memory segments for '
                                        'multi-MB messages (config/fastdds_large_data.xml)'),
 ]
+
+
+def require_rviz2(context):
+    """rviz:=true where rviz2 is not installed (an optional package: package.xml does not depend
+    on it): stop with the reason before any node starts. Launching the rviz2 node itself would
+    fail only after the other nodes started, and leave them running."""
+    if IfCondition(LaunchConfiguration('rviz')).evaluate(context):
+        try:
+            get_package_prefix('rviz2')
+        except PackageNotFoundError:
+            raise RuntimeError("rviz:=true needs the package 'rviz2', which is not installed "
+                               "(sudo apt install ros-$ROS_DISTRO-rviz2), or launch with "
+                               "rviz:=false; no node was started") from None
+    return []
 
 
 def generate_launch_description():
@@ -86,4 +101,5 @@ def generate_launch_description():
     return LaunchDescription(
         [DeclareLaunchArgument(name, default_value=default, description=description)
          for name, default, description in ARGUMENTS]
-        + [large_data_profile, estimator, pipeline, rviz])
+        + [OpaqueFunction(function=require_rviz2), large_data_profile, estimator,
+           pipeline, rviz])

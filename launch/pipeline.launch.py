@@ -9,12 +9,27 @@ use_large_data_profile (default true: config/fastdds_large_data.xml, Fast DDS sh
 with 64 MiB segments for multi-MB messages; UDP to other hosts as usual; false keeps your own
 FASTDDS_DEFAULT_PROFILES_FILE).
 """
+from ament_index_python.packages import get_package_prefix, PackageNotFoundError
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+
+def require_rviz2(context):
+    """rviz:=true where rviz2 is not installed (an optional package: package.xml does not depend
+    on it): stop with the reason before any node starts. Launching the rviz2 node itself would
+    fail only after the other nodes started, and leave them running."""
+    if IfCondition(LaunchConfiguration('rviz')).evaluate(context):
+        try:
+            get_package_prefix('rviz2')
+        except PackageNotFoundError:
+            raise RuntimeError("rviz:=true needs the package 'rviz2', which is not installed "
+                               "(sudo apt install ros-$ROS_DISTRO-rviz2), or launch with "
+                               "rviz:=false; no node was started") from None
+    return []
 
 
 def generate_launch_description():
@@ -71,4 +86,5 @@ def generate_launch_description():
         condition=IfCondition(LaunchConfiguration('rviz')),
         output='screen',
     )
-    return LaunchDescription(arguments + [large_data_profile, pipeline, rviz])
+    return LaunchDescription(arguments + [OpaqueFunction(function=require_rviz2),
+                                          large_data_profile, pipeline, rviz])

@@ -293,9 +293,44 @@ def bev_image(points, grid=DEFAULT_GRID, *, transform=None, out=None, dtype=np.u
                    grid, transform, out, dtype, threads)
 
 
+def _intensity_dtype(value):
+    """The numpy dtype of the intensity field: any integer or floating type of 1 to 8 bytes."""
+    try:
+        dtype = np.dtype(value)
+    except TypeError:
+        raise ValueError(f'intensity_dtype must be a numeric numpy dtype, got {value!r}') \
+            from None
+    if dtype.kind not in 'iuf' or dtype.itemsize > 8:
+        raise ValueError(f'intensity_dtype must be an integer or floating type of at most 8 '
+                         f'bytes (a PointField datatype), got {dtype}')
+    return dtype
+
+
+def _packed_points(num_points):
+    """This Python thread's N x 4 float32 scratch array (grown, never shrunk)."""
+    packed = getattr(_local, 'packed', None)
+    if packed is None or len(packed) < num_points:
+        packed = _local.packed = np.empty((max(num_points, 1), 4), np.float32)
+    return packed[:num_points]
+
+
+def _pack_with_float32_intensity(data, num_points, point_step, offsets, intensity_dtype):
+    """x, y, z (float32) and the intensity converted to float32, as an N x 4 array (one copy
+    of 16 bytes per point)."""
+    packed = _packed_points(num_points)
+    if num_points:
+        for column, (name, dtype) in enumerate((('x_offset', np.float32),
+                                                ('y_offset', np.float32),
+                                                ('z_offset', np.float32),
+                                                ('intensity_offset', intensity_dtype))):
+            packed[:, column] = np.ndarray((num_points,), dtype, buffer=data,
+                                           offset=offsets[name], strides=(point_step,))
+    return packed
+
+
 def bev_image_from_buffer(buffer, point_step, num_points, *, x_offset=0, y_offset=4, z_offset=8,
-                          intensity_offset=None, grid=DEFAULT_GRID, transform=None, out=None,
-                          dtype=np.uint8, threads=0):
+                          intensity_offset=None, intensity_dtype=np.float32, grid=DEFAULT_GRID,
+                          transform=None, out=None, dtype=np.uint8, threads=0):
     """BEV image of points stored ``point_step`` bytes apart in a byte buffer, read in place.
 
     buffer: any contiguous bytes-like object: a PointCloud2's data (``msg.data`` or
@@ -303,11 +338,19 @@ def bev_image_from_buffer(buffer, point_step, num_points, *, x_offset=0, y_offse
         Point i starts at byte ``i * point_step`` (a dense cloud: row_step == width * point_step).
     point_step: bytes per point. num_points: points to read (width * height for PointCloud2).
     x_offset, y_offset, z_offset, intensity_offset: byte offsets in a point of native-endian
-        float32 fields (PointCloud2 FLOAT32); intensity_offset None: no intensity (0).
+        float32 x, y, z (PointCloud2 FLOAT32) and of the intensity; intensity_offset None: no
+        intensity (0).
+    intensity_dtype: numpy dtype of the intensity: float32 (read in place) or any other
+        integer or floating type of a PointField (``layouts.POINT_FIELD_DTYPES``: int8 ..
+        float64, byte order as the dtype says; e.g. a driver's uint8 or uint16 intensity).
+        Other types are converted to float32 (exact for 8- and 16-bit integers, rounded to
+        the nearest float32 otherwise) before the cell rule, at the cost of one copy of
+        x, y, z and intensity (16 bytes per point, into a per-thread scratch array).
     grid, transform, out, dtype, threads: as in :func:`bev_image`.
 
-    Raises ValueError when an offset (plus 4 bytes) does not fit in ``point_step`` or the buffer
-    holds fewer than ``point_step * num_points`` bytes.
+    Raises ValueError when an offset (plus 4 bytes, or the intensity's size) does not fit in
+    ``point_step``, ``intensity_dtype`` is not numeric or the buffer holds fewer than
+    ``point_step * num_points`` bytes.
     """
     try:
         point_step = operator.index(point_step)
@@ -322,12 +365,17 @@ def bev_image_from_buffer(buffer, point_step, num_points, *, x_offset=0, y_offse
         raise ValueError(f'point_step must be at least 4 bytes, got {point_step}')
     if num_points < 0:
         raise ValueError(f'num_points must be >= 0, got {num_points}')
+    intensity_dtype = _intensity_dtype(intensity_dtype)
     for name, offset in offsets.items():
-        if name == 'intensity_offset' and intensity_offset is None:
-            continue
-        if not 0 <= offset <= point_step - 4:
-            raise ValueError(f'{name} {offset} does not fit a float32 in point_step '
-                             f'{point_step} (must be 0..{point_step - 4})')
+        if name == 'intensity_offset':
+            if intensity_offset is None:
+                continue
+            size, what = intensity_dtype.itemsize, intensity_dtype.name
+        else:
+            size, what = 4, 'float32'
+        if not 0 <= offset <= point_step - size:
+            raise ValueError(f'{name} {offset} does not fit a {what} in point_step '
+                             f'{point_step} (must be 0..{point_step - size})')
     try:
         data = np.frombuffer(buffer, dtype=np.uint8)
     except (TypeError, ValueError, BufferError) as error:
@@ -336,6 +384,11 @@ def bev_image_from_buffer(buffer, point_step, num_points, *, x_offset=0, y_offse
     if data.size < needed:
         raise ValueError(f'buffer has {data.size} bytes, but {num_points} points of '
                          f'{point_step} bytes need {needed}')
+    if intensity_offset is not None and intensity_dtype != np.dtype(np.float32):
+        packed = _pack_with_float32_intensity(data, num_points, point_step, offsets,
+                                              intensity_dtype)
+        return _render(packed.reshape(-1).view(np.uint8), num_points, 16, 0, 4, 8, 12, grid,
+                       transform, out, dtype, threads)
     return _render(data, num_points, point_step, offsets['x_offset'], offsets['y_offset'],
                    offsets['z_offset'], offsets['intensity_offset'], grid, transform, out,
                    dtype, threads)

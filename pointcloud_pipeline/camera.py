@@ -1,4 +1,5 @@
-"""Pinhole camera intrinsics: from and to ``sensor_msgs/CameraInfo`` matrices, and resizing.
+"""Pinhole camera intrinsics: from and to ``sensor_msgs/CameraInfo`` matrices, binning and
+region of interest (REP 104), and resizing.
 
 Units and convention: pixels; pixel centres at integer coordinates (pixel (0, 0) covers
 [-0.5, 0.5]^2), as in depth_image_proc, image_geometry and OpenCV. Matrices are row-major:
@@ -80,6 +81,66 @@ def intrinsics_from_camera_info(k, p, use_projection_matrix: bool = True) -> Cam
         return checked_intrinsics(fx, fy, cx, cy)
     except ValueError as error:
         raise ValueError(f'camera_info {name}: {error}') from None
+
+
+class ImageRegion(NamedTuple):
+    """The part of the full-resolution calibration an image covers (REP 104), in full-resolution
+    pixels: ``x_offset, y_offset, width, height`` of the region of interest, then binned by
+    ``binning_x, binning_y`` (>= 1)."""
+
+    x_offset: int
+    y_offset: int
+    width: int
+    height: int
+    binning_x: int
+    binning_y: int
+
+    @property
+    def image_size(self):
+        """(width, height) of the published image: the ROI size divided by the binning, rounded
+        down, as image_geometry's ``reducedResolution``."""
+        return self.width // self.binning_x, self.height // self.binning_y
+
+
+def image_region(full_width, full_height, binning_x=0, binning_y=0, roi_x_offset=0,
+                 roi_y_offset=0, roi_width=0, roi_height=0) -> ImageRegion:
+    """:class:`ImageRegion` of a CameraInfo whose calibration (K, P, ``full_width`` x
+    ``full_height``) is at full resolution, as REP 104 defines it: binning 0 means 1 (no
+    binning); an ROI of zero width and height means the full resolution.
+
+    Raises ValueError for a non-positive full size, an ROI with only one of width and height
+    zero, a zero-sized ROI at a non-zero offset, an ROI reaching beyond the full resolution, or
+    a binning larger than the ROI (an empty image).
+    """
+    full_width, full_height = int(full_width), int(full_height)
+    if full_width <= 0 or full_height <= 0:
+        raise ValueError(f'camera_info has an empty size {full_width}x{full_height}')
+    bx, by = max(1, int(binning_x)), max(1, int(binning_y))
+    x, y, width, height = (int(roi_x_offset), int(roi_y_offset), int(roi_width),
+                           int(roi_height))
+    if width == 0 and height == 0:
+        if x or y:
+            raise ValueError(f'camera_info roi has a zero size at offset ({x}, {y})')
+        width, height = full_width, full_height
+    elif width == 0 or height == 0:
+        raise ValueError(f'camera_info roi {width}x{height} has a zero side')
+    if x < 0 or y < 0 or x + width > full_width or y + height > full_height:
+        raise ValueError(f'camera_info roi {width}x{height} at ({x}, {y}) reaches beyond the '
+                         f'full resolution {full_width}x{full_height}')
+    if width < bx or height < by:
+        raise ValueError(f'camera_info binning {bx}x{by} is larger than the roi '
+                         f'{width}x{height}')
+    return ImageRegion(x, y, width, height, bx, by)
+
+
+def reduced_intrinsics(intrinsics, region) -> CameraIntrinsics:
+    """Intrinsics of the image ``region`` covers (cropped by its ROI, then binned), from the
+    full-resolution ``intrinsics``, as image_geometry's PinholeCameraModel does:
+    ``fx' = fx / binning_x``, ``cx' = (cx - roi.x_offset) / binning_x`` (same along y)."""
+    bx, by = region.binning_x, region.binning_y
+    return CameraIntrinsics(intrinsics.fx / bx, intrinsics.fy / by,
+                            (intrinsics.cx - region.x_offset) / bx,
+                            (intrinsics.cy - region.y_offset) / by)
 
 
 def scale_intrinsics(k, p, from_size, to_size):

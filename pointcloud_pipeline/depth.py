@@ -31,6 +31,7 @@ POINT_STEP = 16
 DEPTH_DTYPES = (np.dtype(np.uint16), np.dtype(np.float32))
 _FLOAT32_TINY = float(np.finfo(np.float32).smallest_subnormal)
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+_OUT_ALIGNMENT = 4  # the kernel stores float32 x, y, z and the uint32 rgb bits
 
 _XYZ_FIELDS = (PointFieldSpec('x', 0, FLOAT32, 1), PointFieldSpec('y', 4, FLOAT32, 1),
                PointFieldSpec('z', 8, FLOAT32, 1))
@@ -180,10 +181,11 @@ def _check_range(depth_scale, min_range, max_range, invalid_depth):
 
 
 def _output_buffer(out, nbytes):
-    """The first ``nbytes`` of ``out`` (or a new array) as 1-D uint8."""
+    """The first ``nbytes`` of ``out`` (or a new array) as 1-D uint8, 4-byte aligned: the
+    kernel stores float32 and uint32 values there (a misaligned ``out`` is a ValueError)."""
     if out is None:
         return np.empty(nbytes, dtype=np.uint8)
-    return writable_bytes(out, nbytes, what='cloud')
+    return writable_bytes(out, nbytes, what='cloud', alignment=_OUT_ALIGNMENT)
 
 
 def depth_to_cloud(depth: np.ndarray, intrinsics: CameraIntrinsics, *, depth_scale: float = 0.001,
@@ -220,14 +222,16 @@ def depth_to_cloud(depth: np.ndarray, intrinsics: CameraIntrinsics, *, depth_sca
         (a per-frame allocation).
     color_encoding: one of ``layouts.COLOR_ENCODINGS`` (rgb8, bgr8, rgba8, bgra8, mono8).
     out: optional writable contiguous buffer (numpy uint8, bytearray, array('B')) of at least
-        the cloud's bytes (``max_cloud_bytes`` always suffices). The cloud is written into its
-        first bytes and ``Cloud.data`` is a view of them: no cloud allocation per frame.
+        the cloud's bytes (``max_cloud_bytes`` always suffices), starting at an address that
+        is a multiple of 4 (numpy arrays, bytearray and array('B') are; a view at an odd
+        offset is a ValueError, as in :mod:`.bev`). The cloud is written into its first bytes
+        and ``Cloud.data`` is a view of them: no cloud allocation per frame.
     threads: 0 = OpenMP default (all cores or OMP_NUM_THREADS), n > 0 = n threads. The bytes
         do not depend on it (dense mode counts each output row's points, prefix-sums the
         counts, then writes every row at its offset).
 
     Raises ValueError saying what is wrong for any bad argument (dtype, shape, empty image,
-    intrinsics, colour, decimation, ranges, buffer size, encoding, threads).
+    intrinsics, colour, decimation, ranges, buffer size or alignment, encoding, threads).
     """
     depth = _checked_depth(depth)
     if not isinstance(intrinsics, CameraIntrinsics):

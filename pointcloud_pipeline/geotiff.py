@@ -13,6 +13,7 @@ is a copy of such a file (:func:`copy_to_cog`): GDAL's COG driver cannot be writ
 window.
 """
 import contextlib
+import errno
 import math
 from numbers import Integral, Real
 import os
@@ -194,6 +195,21 @@ class _CacheLimit:
 _cache_limit = _CacheLimit()
 
 
+def _as_disk_full(error, path, needed_bytes):
+    """OSError(ENOSPC) naming ``path`` when the file system of ``path`` has less than
+    ``needed_bytes`` free after GDAL failed to write (GDAL reports a full disk only as a
+    "Write failed" RasterioIOError, the reason goes to stderr); else ``error`` itself."""
+    try:
+        status = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return error
+    if status.f_bavail * status.f_frsize >= needed_bytes:
+        return error
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    full.filename = path
+    return full
+
+
 class WindowWriter:
     """A GeoTIFF open for writing, shared by threads: every write holds one lock (rasterio 1.4
     datasets are not thread-safe); GDAL's block cache is bounded (``cache_mb``, process-wide,
@@ -224,6 +240,9 @@ class WindowWriter:
         self.dataset = None
         self.holds_cache_limit = False
         self.windows_written = 0
+        # a block of every band: less free space than this after a failed write is a full disk
+        self._block_bytes = 2 * self.count * self.dtype.itemsize * int(
+            self.profile.get('blockxsize', 256)) * int(self.profile.get('blockysize', 256))
 
     def __enter__(self):
         rasterio = _rasterio()
@@ -248,7 +267,10 @@ class WindowWriter:
             if self.dataset is not None:
                 with self.lock:
                     dataset, self.dataset = self.dataset, None
-                    dataset.close()
+                    try:
+                        dataset.close()  # flushes GDAL's cached blocks
+                    except _rasterio().errors.RasterioError as error:
+                        raise _as_disk_full(error, self.path, self._block_bytes) from error
         finally:
             if self.holds_cache_limit:
                 self.holds_cache_limit = False
@@ -275,7 +297,10 @@ class WindowWriter:
         with self.lock:
             if self.dataset is None:
                 raise ValueError(f'{self.path} is not open for writing')
-            self.dataset.write(array, window=Window(col_off, row_off, width, height))
+            try:
+                self.dataset.write(array, window=Window(col_off, row_off, width, height))
+            except _rasterio().errors.RasterioError as error:
+                raise _as_disk_full(error, self.path, self._block_bytes) from error
             self.windows_written += 1
 
 

@@ -73,14 +73,17 @@ class PointFieldSpec(NamedTuple):
     count: int
 
 
-def writable_bytes(out, nbytes, *, exact=False, what='output'):
+def writable_bytes(out, nbytes, *, exact=False, what='output', alignment=1):
     """The first ``nbytes`` of ``out`` as a 1-D uint8 numpy view (no copy).
 
     out: a writable, contiguous buffer-protocol object (numpy array, bytearray, array('B'),
         memoryview); any element type.
     exact: require exactly ``nbytes`` (else at least ``nbytes``).
     what: the output's name in the messages ('cloud', 'image').
-    Raises ValueError saying what is wrong (not a buffer, read-only, not contiguous, size).
+    alignment: bytes the buffer's first address must be a multiple of (4 for a kernel that
+        stores float32 or uint32 values: a misaligned store is undefined behaviour in C).
+    Raises ValueError saying what is wrong (not a buffer, read-only, not contiguous, size,
+    alignment).
     """
     try:
         view = memoryview(out)
@@ -95,5 +98,12 @@ def writable_bytes(out, nbytes, *, exact=False, what='output'):
         raise ValueError(f'out buffer has {view.nbytes} bytes, the {what} needs exactly {nbytes}')
     if view.nbytes < nbytes:
         raise ValueError(f'out buffer too small: {view.nbytes} bytes, the {what} needs {nbytes}')
-    return np.frombuffer(view.cast('B') if view.format != 'B' or view.ndim != 1 else view,
+    data = np.frombuffer(view.cast('B') if view.format != 'B' or view.ndim != 1 else view,
                          dtype=np.uint8, count=nbytes)
+    misalignment = data.ctypes.data % alignment
+    if misalignment and nbytes:  # nothing is stored into an empty output
+        raise ValueError(f'out buffer is not aligned for the {what}: its address is '
+                         f'{misalignment} bytes past a multiple of {alignment} (pass a numpy '
+                         f'array, bytearray or array(\'B\'), or a slice of one at a multiple '
+                         f'of {alignment} bytes)')
+    return data

@@ -45,10 +45,11 @@ import math
 import os
 from pathlib import Path
 import shutil
-import socket
 import tempfile
 
 import numpy as np
+
+from pointcloud_pipeline.files import host_label, owner_label, process_alive
 
 TILE_RECORD = np.dtype([('index', '<i8'), ('X', '<i4'), ('Y', '<i4'), ('Z', '<i4')])
 UNBOUNDED = 1 << 62  # a tile side at +-UNBOUNDED is open (the outer tiles of the grid)
@@ -62,20 +63,6 @@ class TilingError(OSError):
 
 
 # --- temporary directories ----------------------------------------------------------------------
-
-def _process_start_time(pid):
-    """Start time of process ``pid`` (clock ticks since boot, /proc), or None if unknown; with the
-    pid it names a process uniquely (pids are reused)."""
-    try:
-        with open(f'/proc/{pid}/stat', 'rb') as stat:
-            return int(stat.read().rpartition(b')')[2].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _host_label():
-    return socket.gethostname().replace('.', '_') or 'localhost'
-
 
 def _directory_prefix(label):
     return f'.{label}-tiles.'
@@ -93,8 +80,7 @@ class TileDirectory:
         self.path = None
 
     def __enter__(self):
-        start = _process_start_time(os.getpid())
-        owner = f'{_host_label()}.{os.getpid()}-{start if start is not None else 0}.'
+        owner = owner_label() + '.'
         self.path = Path(tempfile.mkdtemp(prefix=_directory_prefix(self.label) + owner,
                                           dir=self.parent))
         return self
@@ -112,7 +98,7 @@ def remove_stale_tile_directories(parent, label):
     process is gone, or another process has its pid) and the files they owned; returns their
     paths. Directories of other hosts and of live processes are left alone."""
     removed = []
-    prefix = _directory_prefix(label) + _host_label() + '.'
+    prefix = _directory_prefix(label) + host_label() + '.'
     try:
         entries = list(os.scandir(parent))
     except OSError:
@@ -125,23 +111,12 @@ def remove_stale_tile_directories(parent, label):
             pid, start = int(pid_text), int(start_text)
         except ValueError:
             continue
-        if _process_alive(pid, start):
+        if process_alive(pid, start):
             continue
         _remove_owned_files(Path(entry.path), Path(parent))
         shutil.rmtree(entry.path, ignore_errors=True)
         removed.append(entry.path)
     return removed
-
-
-def _process_alive(pid, start):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        pass
-    current = _process_start_time(pid)
-    return current is None or start == 0 or current == start
 
 
 def _remove_owned_files(directory, parent):

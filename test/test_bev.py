@@ -255,6 +255,75 @@ def test_buffer_may_be_longer_than_the_points():
         bev_image(points, SMALL))
 
 
+INTENSITY_DTYPES = {  # PointField datatype name -> dtype, values a driver could send
+    'int8': (np.dtype('i1'), (-128, 127)), 'uint8': (np.dtype('u1'), (0, 255)),
+    'int16': (np.dtype('<i2'), (-32768, 32767)), 'uint16': (np.dtype('<u2'), (0, 65535)),
+    'int32': (np.dtype('<i4'), (-2**31, 2**31 - 1)), 'uint32': (np.dtype('<u4'), (0, 2**32 - 1)),
+    'float64': (np.dtype('<f8'), (-1e6, 1e6)), 'big-endian float32': (np.dtype('>f4'), (0, 1)),
+}
+
+
+def cloud_with_intensity_of(points, dtype, values, intensity_offset):
+    """Bytes of a PointCloud2-style cloud (point_step 24): x, y, z float32 at 0, 4, 8, the
+    intensity ``values`` as ``dtype`` at ``intensity_offset``."""
+    data = np.zeros((len(points), 24), np.uint8)
+    data[:, :12] = np.ascontiguousarray(points[:, :3]).view(np.uint8).reshape(-1, 12)
+    raw = np.ascontiguousarray(values.astype(dtype)).view(np.uint8).reshape(len(points), -1)
+    data[:, intensity_offset:intensity_offset + dtype.itemsize] = raw
+    return data.tobytes()
+
+
+@pytest.mark.parametrize('name', sorted(INTENSITY_DTYPES))
+def test_intensity_of_any_point_field_type_equals_reference(kitti_scans, name):
+    """uint8 / uint16 / float64 / ... intensities (real LiDAR drivers): read, converted to
+    float32 and mapped by intensity_range like float32 ones, never silently 0."""
+    dtype, (low, high) = INTENSITY_DTYPES[name]
+    points = kitti_scans['000000.bin']
+    rng = np.random.default_rng(7)
+    if dtype.kind == 'f':
+        values = rng.uniform(low, high, len(points))
+    else:
+        values = rng.integers(low, high, len(points), endpoint=True, dtype=np.int64)
+    grid = BevGrid(x_range=(-40.0, 40.0), y_range=(-40.0, 40.0), z_range=(-2.73, 1.27),
+                   resolution=0.1, intensity_range=(float(low), float(high)))
+    data = cloud_with_intensity_of(points, dtype, values, 13)  # unaligned, after a pad byte
+    image = bev_image_from_buffer(data, 24, len(points), intensity_offset=13,
+                                  intensity_dtype=dtype, grid=grid)
+    expected = reference_bev(points[:, 0], points[:, 1], points[:, 2],
+                             values.astype(dtype).astype(np.float32), grid)
+    np.testing.assert_array_equal(image, expected)
+    assert np.count_nonzero(image[..., 0]) > 10_000, 'the intensity channel is blank'
+
+
+def test_uint8_intensity_with_0_255_range_equals_float32_intensity():
+    """The same cloud with its intensity as uint8 or as float32 gives the same image."""
+    points = random_cloud(11, n=5000)
+    points[:, 3] = np.random.default_rng(1).integers(0, 256, len(points))
+    grid = BevGrid(x_range=(0.0, 4.0), y_range=(-2.0, 2.0), z_range=(-1.0, 1.0),
+                   resolution=0.25, intensity_range=(0.0, 255.0))
+    data = cloud_with_intensity_of(points, np.dtype(np.uint8), points[:, 3], 12)
+    image = bev_image_from_buffer(data, 24, len(points), intensity_offset=12,
+                                  intensity_dtype=np.uint8, grid=grid)
+    np.testing.assert_array_equal(image, bev_image(points, grid))
+    assert image[..., 0].any()
+
+
+@pytest.mark.parametrize('kwargs,message', [
+    (dict(intensity_offset=15, intensity_dtype=np.float64), 'does not fit a float64'),
+    (dict(intensity_offset=8, intensity_dtype=np.complex64), 'integer or floating'),
+    (dict(intensity_offset=8, intensity_dtype='not a type'), 'intensity_dtype'),
+    (dict(intensity_offset=8, intensity_dtype=np.bool_), 'integer or floating'),
+])
+def test_bad_intensity_dtype_is_rejected(kwargs, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        bev_image_from_buffer(bytes(160), 16, 10, grid=SMALL, **kwargs)
+
+
+def test_converted_intensity_of_an_empty_cloud_gives_a_zero_image():
+    assert not bev_image_from_buffer(b'', 16, 0, intensity_offset=12, intensity_dtype=np.uint16,
+                                     grid=SMALL).any()
+
+
 # --- transforms ------------------------------------------------------------------------------
 
 OPTICAL_TO_BODY = np.array([[0, 0, 1, 0], [-1, 0, 0, 0], [0, -1, 0, 0], [0, 0, 0, 1]], float)

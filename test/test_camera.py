@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import CameraInfo
 
-from pointcloud_pipeline.camera import (CameraIntrinsics, intrinsics_from_camera_info,
+from pointcloud_pipeline.camera import (CameraIntrinsics, ImageRegion, image_region,
+                                        intrinsics_from_camera_info, reduced_intrinsics,
                                         scale_intrinsics)
 
 
@@ -112,3 +113,61 @@ def test_scale_intrinsics_matches_a_resized_image():
     rows, cols = np.mgrid[0:100, 0:150]
     centroid = (np.sum(cols * small) / small.sum(), np.sum(rows * small) / small.sum())
     assert centroid == pytest.approx((u2, v2), abs=0.05)
+
+
+FULL = CameraIntrinsics(fx=1170.0, fy=1172.0, cx=641.5, cy=479.25)
+
+
+def image_geometry_reduced(intrinsics, binning_x, binning_y, x_offset, y_offset):
+    """image_geometry's formulas (PinholeCameraModel.fromCameraInfo, REP 104): binning 0 is 1;
+    fx / binning, (cx - roi offset) / binning."""
+    bx, by = max(1, binning_x), max(1, binning_y)
+    return (intrinsics.fx / bx, intrinsics.fy / by, (intrinsics.cx - x_offset) / bx,
+            (intrinsics.cy - y_offset) / by)
+
+
+@pytest.mark.parametrize('binning,roi,size', [
+    ((0, 0), (0, 0, 0, 0), (1280, 960)),          # REP 104 defaults: full resolution
+    ((1, 1), (0, 0, 1280, 960), (1280, 960)),     # an ROI of the whole image
+    ((2, 2), (0, 0, 0, 0), (640, 480)),
+    ((4, 2), (0, 0, 0, 0), (320, 480)),
+    ((0, 3), (0, 0, 0, 0), (1280, 320)),          # binning_x 0 means 1
+    ((1, 1), (160, 120, 640, 480), (640, 480)),   # cropped
+    ((2, 2), (160, 120, 640, 480), (320, 240)),   # cropped, then binned
+    ((3, 3), (1, 2, 100, 50), (33, 16)),          # sizes round down (reducedResolution)
+])
+def test_binning_and_roi_follow_image_geometry(binning, roi, size):
+    region = image_region(1280, 960, *binning, *roi)
+    assert region.image_size == size
+    assert tuple(reduced_intrinsics(FULL, region)) == pytest.approx(
+        image_geometry_reduced(FULL, *binning, roi[0], roi[1]), rel=0, abs=1e-12)
+
+
+def test_reduced_intrinsics_project_a_point_where_the_full_image_has_it_after_crop_and_bin():
+    region = image_region(1280, 960, 2, 2, 160, 120, 640, 480)
+    reduced = reduced_intrinsics(FULL, region)
+    x, y, z = 0.3, -0.2, 2.0
+    u_full, v_full = FULL.fx * x / z + FULL.cx, FULL.fy * y / z + FULL.cy
+    u, v = reduced.fx * x / z + reduced.cx, reduced.fy * y / z + reduced.cy
+    assert (u, v) == pytest.approx(((u_full - 160) / 2, (v_full - 120) / 2))
+
+
+def test_full_resolution_region_changes_nothing():
+    region = image_region(640, 480)
+    assert region == ImageRegion(0, 0, 640, 480, 1, 1)
+    assert reduced_intrinsics(FULL, region) == FULL
+
+
+@pytest.mark.parametrize('args,message', [
+    ((0, 480), 'empty size'),
+    ((640, 480, 1, 1, 0, 0, 0, 480), 'zero side'),
+    ((640, 480, 1, 1, 0, 0, 640, 0), 'zero side'),
+    ((640, 480, 1, 1, 10, 0, 0, 0), 'zero size at offset'),
+    ((640, 480, 1, 1, 1, 0, 640, 480), 'beyond the full resolution'),
+    ((640, 480, 1, 1, 0, 400, 320, 100), 'beyond the full resolution'),
+    ((640, 480, 1, 1, 0, 0, 641, 480), 'beyond the full resolution'),
+    ((640, 480, 8, 1, 0, 0, 4, 4), 'larger than the roi'),
+])
+def test_invalid_binning_or_roi(args, message):
+    with pytest.raises(ValueError, match=message):
+        image_region(*args)

@@ -381,13 +381,13 @@ def test_same_bytes_for_any_thread_count(seven_scenes, kwargs):
         np.testing.assert_array_equal(data, results[0])
 
 
-@pytest.mark.parametrize('kind', ['numpy', 'unaligned numpy', 'bytearray', 'array'])
+@pytest.mark.parametrize('kind', ['numpy', 'numpy at 4 bytes', 'bytearray', 'array'])
 def test_out_buffer_is_reused(seven_scenes, kind):
     (_, first, _), (_, second, _) = seven_scenes[:2]
     size = max_cloud_bytes(first.shape)
     assert size == 480 * 640 * 16
     out = {'numpy': lambda: np.empty(size + 32, np.uint8),
-           'unaligned numpy': lambda: np.empty(size + 3, np.uint8)[3:],  # float32 misaligned
+           'numpy at 4 bytes': lambda: np.empty(size + 4, np.uint8)[4:],  # float32 aligned
            'bytearray': lambda: bytearray(size),
            'array': lambda: array('B', bytes(size))}[kind]()
     base = np.frombuffer(out, np.uint8)
@@ -400,6 +400,28 @@ def test_out_buffer_is_reused(seven_scenes, kind):
             np.testing.assert_array_equal(
                 cloud.data, depth_to_cloud(depth, SEVEN_SCENES_K, organized=organized).data)
     assert np.shares_memory(cloud.xyz(), base)
+
+
+@pytest.mark.parametrize('organized', [True, False])
+@pytest.mark.parametrize('offset', [1, 2, 3])
+def test_misaligned_out_is_rejected(offset, organized):
+    """The kernel stores float32 and uint32 values into ``out``: a buffer whose first byte is
+    not on a 4-byte boundary would be a misaligned store (undefined behaviour in C; a UBSan
+    report, a fault on strict-alignment CPUs). It is rejected, as the BEV module does."""
+    depth = random_depth((5, 7), seed=offset)
+    size = max_cloud_bytes(depth.shape)
+    backing = np.zeros(size + 8, np.uint8)
+    start = -backing.ctypes.data % 4 + offset  # exactly `offset` bytes past a multiple of 4
+    for out in (backing[start:start + size], memoryview(backing)[start:start + size]):
+        with pytest.raises(ValueError, match=f'out buffer is not aligned for the cloud: its '
+                                             f'address is {offset} bytes past a multiple of 4'):
+            depth_to_cloud(depth, SEVEN_SCENES_K, out=out, organized=organized)
+    assert not backing.any()  # nothing was written
+    aligned = backing[start - offset:start - offset + size]
+    cloud = depth_to_cloud(depth, SEVEN_SCENES_K, out=aligned, organized=organized)
+    assert cloud.data.ctypes.data == aligned.ctypes.data
+    np.testing.assert_array_equal(
+        cloud.data, depth_to_cloud(depth, SEVEN_SCENES_K, organized=organized).data)
 
 
 def test_no_cloud_allocation_with_out(seven_scenes):

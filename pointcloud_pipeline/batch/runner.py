@@ -13,7 +13,10 @@ Inputs
 Outputs
     ``OUTDIR/<tool.output_name(input)>``. The tool writes into the temporary path that
     :func:`pointcloud_pipeline.files.atomic_output` yields beside it (then fsync, os.replace):
-    an output is complete or absent under its final name, whatever happens to the run.
+    an output is complete or absent under its final name, whatever happens to the run. The
+    hidden temporaries that a run killed with ``kill -9`` leaves are removed by the next run
+    into OUTDIR (:func:`pointcloud_pipeline.files.remove_stale_partials`: those of dead
+    processes of this host).
 
 Resume
     ``OUTDIR/.<tool>.manifest.json`` records, per output: the input's resolved path, size and
@@ -80,7 +83,7 @@ import threading
 import time
 from typing import Callable, NamedTuple, Protocol
 
-from pointcloud_pipeline.files import PARTIAL_SUFFIX, atomic_output
+from pointcloud_pipeline.files import PARTIAL_SUFFIX, atomic_output, remove_stale_partials
 
 EXECUTORS = ('threads', 'processes')
 DEFAULT_EXECUTOR = 'threads'  # as fast as processes for bev (bench/bench_bev.py), starts faster
@@ -600,6 +603,7 @@ def run(tool, args):
         warning = manifest.load()
         if warning:
             print(f'warning: {warning}', file=sys.stderr)
+        remove_stale_partials(args.output_dir)  # what runs killed with kill -9 left
         tally = _Tally(manifest, tqdm.write)
         paths, problems = find_inputs(args.inputs, tool.input_suffixes)
         for entry, reason in problems:

@@ -10,7 +10,8 @@ large-data profile):
    ``replay_node`` for a dataset folder or a rosbag2;
 2. ``pipeline_node``: depth (+ colour) -> ``points`` (PointCloud2) and ``bev/image``;
 3. ``recorder_node``: after ``--seconds`` writes ``bev.png``, ``cloud.ply`` and ``stats.json``
-   into ``--out`` (node logs in ``--out``/logs).
+   into ``--out`` (each process's output in ``--out``/logs; rcl's own log files go to a
+   temporary ROS_LOG_DIR that is removed when the demo exits).
 Then stops everything and prints a summary. Exit status 0 on success; 1 with the reason when a
 process failed or an output is missing; 2 for bad arguments; 130 on Ctrl-C.
 """
@@ -127,10 +128,16 @@ class Processes:
         self.children = {}
 
     def start(self, name, command):
+        """Start ``command`` as child ``name``, output to ``<log_dir>/<name>.log``. OSError when
+        it cannot be started (the log file is closed again)."""
         log = open(self.log_dir / f'{name}.log', 'w')
-        self.children[name] = (subprocess.Popen(command, env=self.env, stdout=log,
-                                                stderr=subprocess.STDOUT,
-                                                start_new_session=True), log)
+        try:
+            process = subprocess.Popen(command, env=self.env, stdout=log,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+        except BaseException:
+            log.close()
+            raise
+        self.children[name] = (process, log)
 
     def exited(self):
         """{name: return code} of children that have exited."""
@@ -158,9 +165,38 @@ class Processes:
         return '\n'.join('    ' + line for line in text[-lines:])
 
 
+def run_until_recorded(processes, commands, seconds):
+    """Start ``commands`` ([(name, command), ...]) in order and wait until ``recorder_node``
+    exits (or any process exits, or ``seconds`` + 60 s pass). Returns None on success, else
+    the reason; the caller stops the processes either way."""
+    for name, command in commands:
+        try:
+            processes.start(name, command)
+        except OSError as error:
+            return f'cannot start {name}: {error}'
+    deadline = time.monotonic() + seconds + 60.0
+    while True:
+        exited = processes.exited()
+        if 'recorder_node' in exited:
+            failure = None
+            if exited['recorder_node'] != 0:
+                failure = f'recorder_node failed (exit {exited["recorder_node"]})'
+            early = {n: c for n, c in exited.items() if n != 'recorder_node'}
+            if early and failure is None:
+                failure = f'{", ".join(early)} exited before the end ({early})'
+            return failure
+        if exited:
+            name, code = next(iter(exited.items()))
+            return f'{name} exited early with code {code}'
+        if time.monotonic() > deadline:
+            return 'timed out waiting for recorder_node'
+        time.sleep(0.2)
+
+
 def summary(stats, out):
     """Human-readable lines of stats.json."""
-    points, bev, pipeline = stats.get('points', {}), stats.get('bev', {}), stats.get('pipeline', {})
+    points, bev = stats.get('points', {}), stats.get('bev', {})
+    pipeline = stats.get('pipeline', {})
 
     def ms(value):
         return 'n/a' if value is None else f'{value:.2f} ms'
@@ -205,28 +241,8 @@ def main(argv=None):
     print(f'demo: {args.source} -> pipeline_node -> {out}/ for {args.seconds:g} s '
           f'(ROS_DOMAIN_ID={env["ROS_DOMAIN_ID"]}, DDS on loopback, logs in {log_dir}/)',
           flush=True)
-    failure = None
     try:
-        for name, command in commands:
-            processes.start(name, command)
-        deadline = time.monotonic() + args.seconds + 60.0
-        while True:
-            exited = processes.exited()
-            if 'recorder_node' in exited:
-                if exited['recorder_node'] != 0:
-                    failure = f'recorder_node failed (exit {exited["recorder_node"]})'
-                early = {n: c for n, c in exited.items() if n != 'recorder_node'}
-                if early and failure is None:
-                    failure = f'{", ".join(early)} exited before the end ({early})'
-                break
-            if exited:
-                name, code = next(iter(exited.items()))
-                failure = f'{name} exited early with code {code}'
-                break
-            if time.monotonic() > deadline:
-                failure = 'timed out waiting for recorder_node'
-                break
-            time.sleep(0.2)
+        failure = run_until_recorded(processes, commands, args.seconds)
     except KeyboardInterrupt:
         print('demo: interrupted, stopping the nodes', file=sys.stderr)
         processes.stop()

@@ -1,22 +1,28 @@
 """ROS 2 node: any PointCloud2 (e.g. a LiDAR's ``/velodyne_points``) -> bird's-eye-view image.
 
 Subscribes ``points`` (sensor_msgs/PointCloud2 with x, y, z FLOAT32 fields, found by name, and
-an optional FLOAT32 ``intensity``), read in place from ``msg.data``; the cloud's frame is taken
-as x forward, y left, z up unless ``use_transform`` maps it there. Publishes ``bev/image``
-(sensor_msgs/Image bgr8: blue intensity, green height, red density; forward is up) with the
-cloud's stamp, and ``/diagnostics``. Nothing is computed while nobody subscribes. Bad clouds are
-dropped with a throttled warning and counted per reason. Parameters: config/pipeline.yaml
-(section bev_node).
+an optional ``intensity`` of any numeric PointField datatype: FLOAT32 is read in place, INT8 ..
+FLOAT64 (e.g. a driver's UINT8 or UINT16) converted to float32), read from ``msg.data``; the
+cloud's frame is taken as x forward, y left, z up unless ``use_transform`` maps it there.
+Publishes ``bev/image`` (sensor_msgs/Image bgr8: blue intensity, green height, red density;
+forward is up) with the cloud's stamp, and ``/diagnostics``. Nothing is computed while nobody
+subscribes. Bad clouds are dropped with a throttled warning and counted per reason. An
+``intensity`` field that cannot be read (unknown datatype, count != 1, outside the point) does
+not drop the cloud: its blue channel is 0, with a throttled warning and the event
+``intensity_ignored`` counted on ``/diagnostics``. Parameters: config/pipeline.yaml (section
+bev_node).
 """
 import sys
 import time
 
+import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import Image, PointCloud2
 from std_msgs.msg import Header
 
 from ..bev import bev_image_from_buffer
 from ..ros.camera_messages import pixels_to_image
+from ..ros.cloud_messages import scalar_field
 from ..ros.data_field import MessageBuffer
 from ..ros.diagnostics import DiagnosticsReporter, FrameStatistics, ReasonWarnings
 from ..ros.executable import run_node
@@ -80,6 +86,18 @@ class BevNode(Node):
             self.warnings.period = settings.warn_throttle
         self.settings = settings
 
+    def _intensity(self, msg, point_step):
+        """(offset, dtype) of the cloud's intensity; (None, float32) when it has none or it
+        cannot be read (then warned, throttled, and counted as ``intensity_ignored``)."""
+        try:
+            found = scalar_field(msg.fields, 'intensity', point_step)
+        except ValueError as error:
+            self.statistics.count_event('intensity_ignored')
+            self.warnings.warn('intensity_ignored', f'blue (intensity) channel left at 0: '
+                                                    f'{error}')
+            found = None
+        return found if found is not None else (None, np.float32)
+
     def _on_cloud(self, msg):
         received = time.perf_counter()
         self.statistics.count_received()
@@ -89,12 +107,13 @@ class BevNode(Node):
                 return
             settings = self.settings
             layout = cloud_layout(msg, settings.max_cloud_bytes)
+            intensity_offset, intensity_dtype = self._intensity(msg, layout.point_step)
             grid = settings.grid
             pixels = self._buffer.view(grid.rows * grid.cols * 3).reshape(grid.shape)
             image = bev_image_from_buffer(
                 layout.buffer, layout.point_step, layout.num_points, x_offset=layout.x_offset,
                 y_offset=layout.y_offset, z_offset=layout.z_offset,
-                intensity_offset=layout.intensity_offset, grid=grid,
+                intensity_offset=intensity_offset, intensity_dtype=intensity_dtype, grid=grid,
                 transform=settings.transform, out=pixels, threads=settings.threads)
             header = Header(stamp=msg.header.stamp,
                             frame_id=settings.frame_id or msg.header.frame_id)

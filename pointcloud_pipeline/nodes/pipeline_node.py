@@ -5,17 +5,27 @@ Subscribes
   32FC1 in metres),
 - ``depth/camera_info`` (sensor_msgs/CameraInfo; the latest valid one is used; best effort, so
   any publisher matches, plus a transient-local subscription once a latched publisher appears,
-  so its last message is received too),
+  so its last message is received too; a message delivered through both is handled once).
+  K and P are full-resolution calibration: binning and ROI (REP 104) are applied to them as
+  image_geometry does, and the depth image must have the ROI size divided by the binning. A
+  valid K with an all-zero P is used instead of P, with one warning.
 - ``rgb/image_rect_color`` (rgb8/bgr8/rgba8/bgra8/mono8, registered to depth) when ``use_rgb``,
-  paired with depth by stamp (exact, or within ``sync_slop`` seconds).
+  paired with depth by stamp (exact, or within ``sync_slop`` seconds). When stamps jump back
+  (bag loop, simulator reset, a replay looping without restamping, one bogus future stamp:
+  a stamp more than ``max(1 s, 2 * sync_max_age)`` behind the newest) or ROS time jumps back
+  (``/clock`` with ``use_sim_time``), the pairing restarts with a throttled warning and a
+  ``sync_reset`` event; the frames waiting then are dropped as ``no_rgb_partner``.
 Publishes
 - ``points`` (sensor_msgs/PointCloud2): x, y, z float32 at 0, 4, 8 (+ packed rgb float32 at 12),
   point_step 16, in the depth image's optical frame (x right, y down, z forward), metres;
   organized (NaN for invalid pixels) or dense; header copied from the depth image;
-- ``bev/image`` (sensor_msgs/Image bgr8: blue intensity, green height, red density), computed
-  from the same point buffer after the ``mount.*`` transform into the z-up body frame.
-- ``/diagnostics``: frames in/out/dropped per reason, latency p50/p99 from receiving the depth
-  image to publishing its cloud (``latency_ms``) and its BEV image (``bev_latency_ms``).
+- ``bev/image`` (sensor_msgs/Image bgr8: green height, red density; blue is the intensity
+  channel of the BEV kernel, always 0 here because a camera cloud has no intensity field),
+  computed from the same point buffer after the ``mount.*`` transform into the z-up body frame.
+- ``/diagnostics``: frames in/out/dropped per reason, events (``camera_info_rejected`` once per
+  rejected camera_info publication, ``camera_info_duplicate``, ``rgb_without_depth``,
+  ``sync_reset``), latency p50/p99 from receiving the depth image to publishing its cloud
+  (``latency_ms``) and its BEV image (``bev_latency_ms``).
 
 Nothing is converted for an output nobody subscribes to. A bad message is dropped with a
 throttled warning and counted; no exception leaves a callback. Parameters: config/pipeline.yaml.
@@ -23,6 +33,8 @@ throttled warning and counted; no exception leaves a callback. Parameters: confi
 import sys
 import time
 
+from rclpy.clock import JumpThreshold
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -36,8 +48,8 @@ from ..ros.cloud_messages import SerializedPointCloud2
 from ..ros.data_field import MessageBuffer
 from ..ros.diagnostics import DiagnosticsReporter, FrameStatistics, ReasonWarnings
 from ..ros.executable import run_node
-from ..ros.message_checks import (FrameError, camera_model, check_camera_matches,
-                                  check_color_matches, image_pixels)
+from ..ros.message_checks import (DuplicateDeliveries, FrameError, camera_model,
+                                  check_camera_matches, check_color_matches, image_pixels)
 from ..ros.parameters import ParameterDeclarer, PipelineSettings, QOS_CHOICES, qos_profile
 from ..ros.stamp_sync import StampSynchronizer
 from ..transforms import OPTICAL_TO_BODY_ROTATION
@@ -109,15 +121,24 @@ class PipelineNode(Node):
         self.warnings = ReasonWarnings(self.get_logger(), self.settings.warn_throttle)
         self._camera_info = None
         self._camera = None
+        self._camera_info_deliveries = DuplicateDeliveries()
+        self._warned_fallback = False
         self._serialized = SerializedPointCloud2()
         self._bev_buffer = MessageBuffer()
         self._unmatched_seen = {'depth': 0, 'color': 0}
+        self._resets_seen = 0
         self.sync = None
+        self._time_jump_handle = None
         if self.use_rgb:
             self.sync = StampSynchronizer(
                 ('depth', 'color'), slop=self.settings.sync_slop,
                 queue_size=self.get_parameter('sync_queue_size').value,
                 max_age=self.settings.sync_max_age)
+            # ROS time moving backwards (/clock of a looping bag or a reset simulator)
+            self._time_jump_handle = self.get_clock().create_jump_callback(
+                JumpThreshold(min_forward=None, min_backward=Duration(nanoseconds=-1),
+                              on_clock_change=False),
+                post_callback=self._on_time_jump)
 
         self.points_publisher = self.create_publisher(PointCloud2, 'points', profile)
         self.bev_publisher = self.create_publisher(Image, 'bev/image', profile)
@@ -156,19 +177,43 @@ class PipelineNode(Node):
         if (settings.use_projection_matrix != previous.use_projection_matrix and
                 self._camera_info is not None):
             self._camera = None  # re-read the last camera_info with the other matrix
-            self._on_camera_info(self._camera_info)
+            self._use_camera_info(self._camera_info, count_rejection=False)
 
     # --- callbacks -------------------------------------------------------------------------
-    def _on_camera_info(self, info):
+    def _on_camera_info(self, info, message_info):
+        """Both camera_info subscriptions: one publication is used (and counted) once."""
         try:
-            self._camera = camera_model(info, self.settings.use_projection_matrix)
+            if self._camera_info_deliveries.is_duplicate(message_info):
+                self.statistics.count_event('camera_info_duplicate')
+                return
+        except Exception as error:  # noqa: BLE001 - nothing may escape a callback
+            self.warnings.warn('internal_error', f'camera_info delivery info: {error!r}')
+        self._use_camera_info(info)
+
+    def _use_camera_info(self, info, count_rejection=True):
+        try:
+            camera = camera_model(info, self.settings.use_projection_matrix)
+            if camera.fallback is not None and not self._warned_fallback:
+                self._warned_fallback = True  # one warning, not one per message
+                self.get_logger().warning(camera.fallback)
+            self._camera = camera
             self._camera_info = info
         except FrameError as error:
-            self.statistics.count_event('camera_info_rejected')
+            if count_rejection:
+                self.statistics.count_event('camera_info_rejected')
             self.warnings.warn(error.reason, f'ignoring camera_info: {error}')
         except Exception as error:  # noqa: BLE001 - nothing may escape a callback
-            self.statistics.count_event('camera_info_rejected')
+            if count_rejection:
+                self.statistics.count_event('camera_info_rejected')
             self.warnings.warn('internal_error', f'ignoring camera_info: {error!r}')
+
+    def _on_time_jump(self, jump):
+        """ROS time moved backwards: the stamps start a new timeline, so does the pairing."""
+        try:
+            self.sync.reset()
+            self._count_unmatched()
+        except Exception as error:  # noqa: BLE001 - nothing may escape a callback
+            self.warnings.warn('internal_error', f'time jump: {error!r}')
 
     def _watch_for_latched_camera_info(self):
         topic = self.resolve_topic_name('depth/camera_info')
@@ -220,6 +265,14 @@ class PipelineNode(Node):
             self.warnings.warn('internal_error', f'dropped a colour frame: {error!r}')
 
     def _count_unmatched(self):
+        resets = self.sync.resets
+        if resets > self._resets_seen:
+            self.statistics.count_event('sync_reset', resets - self._resets_seen)
+            self._resets_seen = resets
+            self.warnings.warn('sync_reset', 'depth/colour stamps jumped back (bag loop, '
+                               'simulator reset, replay without restamping, a bogus future '
+                               f'stamp or ROS time moving backwards; threshold '
+                               f'{self.sync.jump_back:g} s): colour pairing restarted')
         for stream, reason in (('depth', 'no_rgb_partner'), ('color', 'rgb_without_depth')):
             count = self.sync.unmatched[stream]
             new = count - self._unmatched_seen[stream]

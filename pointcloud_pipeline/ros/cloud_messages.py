@@ -26,6 +26,26 @@ def find_field(fields, name, datatype=None):
     return field
 
 
+def scalar_field(fields, name, point_step):
+    """``(offset, numpy dtype)`` of the ``PointField`` called ``name`` holding one number of any
+    PointField datatype (int8 .. float64, little-endian: ``layouts.POINT_FIELD_DTYPES``), or
+    None when there is no such field. ValueError naming the problem when its datatype is
+    unknown, its count is not 1 or the number does not fit in ``point_step`` bytes."""
+    field = field_named(fields, name)
+    if field is None:
+        return None
+    dtype = POINT_FIELD_DTYPES.get(field.datatype)
+    if dtype is None:
+        raise ValueError(f'field {name!r} has unknown datatype {field.datatype} (expected one '
+                         f'of {sorted(POINT_FIELD_DTYPES)})')
+    if field.count != 1:
+        raise ValueError(f'field {name!r} has count {field.count}, expected 1')
+    if not 0 <= field.offset <= int(point_step) - dtype.itemsize:
+        raise ValueError(f'field {name!r} ({dtype.name}) at offset {field.offset} does not fit '
+                         f'in point_step {point_step}')
+    return int(field.offset), dtype
+
+
 def pointcloud2_points(msg, names):
     """Views of the named fields of a little-endian ``PointCloud2``: a dict name -> 1-D array
     over the ``width x height`` points, zero-copy unless rows are padded. Missing names are

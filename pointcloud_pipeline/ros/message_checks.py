@@ -4,11 +4,14 @@ Every check raises :class:`FrameError` with a short ``reason`` (the nodes count 
 reason) and a message naming the bad field. Nothing here copies pixel or point data except
 where noted.
 """
+import collections
+import threading
 from typing import NamedTuple
 
 import numpy as np
 
-from ..camera import CameraIntrinsics, intrinsics_from_camera_info
+from ..camera import (CameraIntrinsics, image_region, intrinsics_from_camera_info,
+                      reduced_intrinsics)
 from ..layouts import FLOAT32
 from .camera_messages import ImageError, image_array
 from .cloud_messages import field_named
@@ -35,26 +38,53 @@ def image_pixels(msg, allowed_encodings, max_bytes, prefix=''):
 
 
 class CameraModel(NamedTuple):
-    """What the conversion needs from a ``sensor_msgs/CameraInfo``."""
+    """What the conversion needs from a ``sensor_msgs/CameraInfo``: the intrinsics and size of
+    the published image (binning and ROI applied, see :func:`camera_model`)."""
 
     intrinsics: CameraIntrinsics
     width: int
     height: int
+    fallback: str | None = None  # why the other matrix than asked for was used, if it was
+
+
+def _roi_fields(info):
+    roi = getattr(info, 'roi', None)
+    if roi is None:
+        return 0, 0, 0, 0
+    return (int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height))
 
 
 def camera_model(info, use_projection_matrix=True):
     """:class:`CameraModel` of a CameraInfo; reason 'bad_camera_info' for zero sizes, zero or
-    non-finite intrinsics."""
-    width, height = int(info.width), int(info.height)
-    if width == 0 or height == 0:
-        raise FrameError('bad_camera_info', f'camera_info has an empty size {width}x{height}')
+    non-finite intrinsics, an invalid binning/ROI.
+
+    Binning and ROI (REP 104; binning 0 means 1, an all-zero ROI the full resolution): K and P
+    are full-resolution calibration, so the intrinsics become those of the cropped and binned
+    image (:func:`..camera.reduced_intrinsics`, image_geometry's formulas) and the expected
+    image size is the ROI size divided by the binning.
+    A valid K with an all-zero P (some drivers) while ``use_projection_matrix`` falls back to
+    K; ``fallback`` then says so (the node warns once).
+    """
     try:
-        intrinsics = intrinsics_from_camera_info(np.asarray(info.k, dtype=np.float64),
-                                                 np.asarray(info.p, dtype=np.float64),
-                                                 use_projection_matrix=use_projection_matrix)
+        region = image_region(int(info.width), int(info.height),
+                              int(getattr(info, 'binning_x', 0)),
+                              int(getattr(info, 'binning_y', 0)), *_roi_fields(info))
     except ValueError as error:
         raise FrameError('bad_camera_info', str(error)) from None
-    return CameraModel(intrinsics, width, height)
+    k = np.asarray(info.k, dtype=np.float64)
+    p = np.asarray(info.p, dtype=np.float64)
+    fallback = None
+    try:
+        if use_projection_matrix and p.size == 12 and not p.any() and k.any():
+            intrinsics = intrinsics_from_camera_info(k, None, use_projection_matrix=False)
+            fallback = 'camera_info P is all zeros: using K (not rectified intrinsics)'
+        else:
+            intrinsics = intrinsics_from_camera_info(k, p,
+                                                     use_projection_matrix=use_projection_matrix)
+    except ValueError as error:
+        raise FrameError('bad_camera_info', str(error)) from None
+    width, height = region.image_size
+    return CameraModel(reduced_intrinsics(intrinsics, region), width, height, fallback)
 
 
 def check_camera_matches(model, depth_shape):
@@ -63,7 +93,7 @@ def check_camera_matches(model, depth_shape):
     if (width, height) != (model.width, model.height):
         raise FrameError('camera_info_mismatch',
                          f'depth image is {width}x{height} but camera_info is '
-                         f'{model.width}x{model.height}')
+                         f'{model.width}x{model.height} (after its binning and roi)')
 
 
 def check_color_matches(color_shape, depth_shape, resize):
@@ -88,9 +118,10 @@ class CloudLayout(NamedTuple):
 
 def cloud_layout(msg, max_bytes):
     """:class:`CloudLayout` of a ``sensor_msgs/PointCloud2`` with float32 x, y, z (required)
-    and intensity (optional; ignored unless float32). Reasons: big_endian, too_large, bad_size,
-    missing_field, bad_field. Rows padded beyond ``width * point_step`` are copied together;
-    otherwise ``buffer`` is ``msg.data`` itself."""
+    and the offset of a float32 intensity (None for any other type: bev_node reads intensities
+    of every numeric type with ``cloud_messages.scalar_field``). Reasons: big_endian,
+    too_large, bad_size, missing_field, bad_field. Rows padded beyond ``width * point_step``
+    are copied together; otherwise ``buffer`` is ``msg.data`` itself."""
     if msg.is_bigendian:
         raise FrameError('big_endian', 'big-endian point clouds are not supported')
     width, height = int(msg.width), int(msg.height)
@@ -108,7 +139,7 @@ def cloud_layout(msg, max_bytes):
             continue
         if field.datatype != FLOAT32 or field.count != 1:
             if name == 'intensity':
-                continue  # e.g. uint16 intensities: the BEV's intensity channel stays 0
+                continue  # e.g. uint16 intensities: not at a float32 offset
             raise FrameError('bad_field', f'field {name!r} must be one FLOAT32 (datatype 7), '
                                           f'got datatype {field.datatype} count {field.count}')
         if not 0 <= field.offset <= point_step - 4:
@@ -130,5 +161,50 @@ def cloud_layout(msg, max_bytes):
                        offsets['z'], offsets.get('intensity'))
 
 
+class DuplicateDeliveries:
+    """Recognise one publication delivered more than once to a node, e.g. through two
+    subscriptions of one topic (a best-effort volatile one and a transient-local one, which also
+    replays the publisher's history when it is created).
+
+    A publication is identified by its publisher's gid and publication sequence number (else
+    its source timestamp) from the rclpy ``MessageInfo``; the last ``remember`` are kept.
+    Thread-safe.
+    """
+
+    def __init__(self, remember=256):
+        self._seen = collections.OrderedDict()
+        self._remember = int(remember)
+        self._lock = threading.Lock()
+        self.duplicates = 0
+
+    @staticmethod
+    def _key(message_info):
+        if not message_info:
+            return None
+        gid = message_info.get('publisher_gid')
+        gid = bytes(gid['data']) if isinstance(gid, dict) and gid.get('data') else None
+        if gid is None:
+            return None  # cannot tell publications apart: treat each delivery as new
+        sequence = message_info.get('publication_sequence_number')
+        if sequence is not None:
+            return gid, 'sequence', int(sequence)
+        return gid, 'source_time', message_info.get('source_timestamp')
+
+    def is_duplicate(self, message_info):
+        """True when this publication was already seen (counted in ``duplicates``)."""
+        key = self._key(message_info)
+        if key is None:
+            return False
+        with self._lock:
+            if key in self._seen:
+                self._seen.move_to_end(key)
+                self.duplicates += 1
+                return True
+            self._seen[key] = None
+            if len(self._seen) > self._remember:
+                self._seen.popitem(last=False)
+            return False
+
+
 __all__ = ['FrameError', 'image_pixels', 'CameraModel', 'camera_model', 'check_camera_matches',
-           'check_color_matches', 'CloudLayout', 'cloud_layout']
+           'check_color_matches', 'CloudLayout', 'cloud_layout', 'DuplicateDeliveries']

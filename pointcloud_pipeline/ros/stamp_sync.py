@@ -11,6 +11,16 @@ its oldest-stamped message is dropped and counted as unmatched; with ``max_age``
 also dropped once the newest stamp seen on either stream is more than ``max_age`` seconds newer
 (its partner is presumed lost). Arrival order does not matter within those bounds.
 
+Stamps that jump back (``ros2 bag play --loop``, a simulator reset, a replay that loops without
+restamping, or after one message with a bogus future stamp): a message whose stamp is more than
+``jump_back`` seconds older than the newest stamp seen (default :data:`JUMP_BACK_SECONDS` or
+``2 * max_age``, whichever is larger) starts a new timeline: the synchroniser resets (queued
+messages are dropped and counted as unmatched, the newest stamp forgotten), counts it in
+``resets`` and then handles that message normally. Without this, every later message would be
+dropped as too old for good. :meth:`reset` does the same on demand (e.g. when ROS time jumps
+back). A message only a little late (older than ``newest - max_age`` but within ``jump_back``)
+is still dropped as unmatched.
+
 Matching is greedy (the best partner already queued, no waiting for a possibly closer one), which
 gives the lowest latency; with a ``slop`` below half the frame period it is also optimal.
 """
@@ -18,6 +28,7 @@ import threading
 from typing import Any, NamedTuple
 
 NS_PER_SECOND = 1_000_000_000
+JUMP_BACK_SECONDS = 1.0  # smallest stamp jump back, seconds, that resets the synchroniser
 
 
 def stamp_to_ns(stamp):
@@ -39,10 +50,13 @@ class StampSynchronizer:
     queue_size: messages kept per stream while waiting for a partner (>= 1).
     max_age: seconds; drop a waiting message once a stamp this much newer has been seen on
         either stream (None: only the queue bound drops).
-    Thread-safe.
+    jump_back: seconds; a stamp this much older than the newest seen resets the synchroniser
+        (None: ``max(JUMP_BACK_SECONDS, 2 * max_age)``, following ``max_age`` changes).
+    Thread-safe. ``matched``, ``unmatched`` (per stream) and ``resets`` count what happened.
     """
 
-    def __init__(self, streams=('depth', 'color'), slop=0.0, queue_size=10, max_age=None):
+    def __init__(self, streams=('depth', 'color'), slop=0.0, queue_size=10, max_age=None,
+                 jump_back=None):
         streams = tuple(streams)
         if len(streams) != 2 or streams[0] == streams[1]:
             raise ValueError(f'streams must be two distinct names, got {streams!r}')
@@ -52,15 +66,19 @@ class StampSynchronizer:
             raise ValueError(f'queue_size must be >= 1, got {queue_size!r}')
         if max_age is not None and not max_age > 0.0:
             raise ValueError(f'max_age must be > 0 seconds or None, got {max_age!r}')
+        if jump_back is not None and not jump_back > 0.0:
+            raise ValueError(f'jump_back must be > 0 seconds or None, got {jump_back!r}')
         self.streams = streams
         self.queue_size = int(queue_size)
         self._slop_ns = round(slop * NS_PER_SECOND)
         self._max_age_ns = None if max_age is None else round(max_age * NS_PER_SECOND)
+        self._jump_back_ns = None if jump_back is None else round(jump_back * NS_PER_SECOND)
         self._queues = {name: [] for name in streams}
         self._newest_ns = None
         self._lock = threading.Lock()
         self.matched = 0
         self.unmatched = {name: 0 for name in streams}
+        self.resets = 0
 
     @property
     def slop(self):
@@ -86,17 +104,45 @@ class StampSynchronizer:
         with self._lock:
             self._max_age_ns = None if seconds is None else round(seconds * NS_PER_SECOND)
 
+    @property
+    def jump_back(self):
+        """Seconds a stamp may lie behind the newest before the synchroniser resets."""
+        return self._reset_threshold_ns() / NS_PER_SECOND
+
+    def _reset_threshold_ns(self):
+        if self._jump_back_ns is not None:
+            return self._jump_back_ns
+        threshold = round(JUMP_BACK_SECONDS * NS_PER_SECOND)
+        return threshold if self._max_age_ns is None else max(threshold, 2 * self._max_age_ns)
+
+    def reset(self):
+        """Start a new timeline: drop the queued messages (counted as unmatched) and forget the
+        newest stamp; counted in ``resets``."""
+        with self._lock:
+            self._reset()
+
+    def _reset(self):
+        for name, queue in self._queues.items():
+            self.unmatched[name] += len(queue)
+            queue.clear()
+        self._newest_ns = None
+        self.resets += 1
+
     def add(self, stream, stamp, message):
         """Offer ``message`` of ``stream`` with ``stamp`` (a ``Time`` message or int nanoseconds).
 
         Returns the matched pair ``(first_stream_message, second_stream_message)``, or None when
-        the message now waits for its partner.
+        the message now waits for its partner (or was dropped as too old). A stamp more than
+        :attr:`jump_back` seconds behind the newest first resets the synchroniser.
         """
         if stream not in self._queues:
             raise ValueError(f'unknown stream {stream!r} (expected one of {self.streams})')
         stamp_ns = stamp if isinstance(stamp, int) else stamp_to_ns(stamp)
         other = self.streams[1] if stream == self.streams[0] else self.streams[0]
         with self._lock:
+            if (self._newest_ns is not None and
+                    stamp_ns < self._newest_ns - self._reset_threshold_ns()):
+                self._reset()  # the stamps jumped back: a new timeline starts here
             if self._newest_ns is None or stamp_ns > self._newest_ns:
                 self._newest_ns = stamp_ns
             self._expire()

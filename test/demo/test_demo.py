@@ -1,5 +1,7 @@
 """make demo end to end: three processes over DDS (loopback) write the three outputs."""
 import json
+import os
+from pathlib import Path
 import subprocess
 import sys
 
@@ -9,6 +11,8 @@ import pytest
 
 from conftest import REPO_ROOT
 from optional import require
+from pointcloud_pipeline.demo.run import Processes, run_until_recorded
+from pointcloud_pipeline.ros.dds_environment import loopback_ros_env
 
 PlyData = require('plyfile').PlyData
 
@@ -71,3 +75,44 @@ def test_bad_source_fails_fast_with_the_reason(tmp_path):
     result = run_demo('--source', 'webcam', '--out', str(tmp_path))
     assert result.returncode == 2 and 'unknown source' in result.stderr
     assert not (tmp_path / 'stats.json').exists()
+
+
+def open_files_under(folder):
+    """Paths under ``folder`` this process holds open (Linux /proc)."""
+    fd_dir = Path('/proc/self/fd')
+    if not fd_dir.is_dir():
+        pytest.skip('needs /proc/self/fd')
+    paths = []
+    for fd in os.listdir(fd_dir):
+        try:
+            target = os.readlink(fd_dir / fd)
+        except OSError:
+            continue  # closed meanwhile (the listing's own descriptor)
+        if target.startswith(str(folder)):
+            paths.append(target)
+    return paths
+
+
+def test_a_process_that_fails_to_start_leaks_no_log_file(tmp_path):
+    processes = Processes(loopback_ros_env(), tmp_path)
+    with pytest.raises(OSError) as raised:
+        processes.start('missing', [str(tmp_path / 'no-such-executable')])
+    # closed by start() itself, not later by the garbage collector (the traceback, kept here
+    # as a caller that reports the error keeps it, still references start()'s frame)
+    assert raised.traceback and open_files_under(tmp_path) == []
+    assert processes.children == {}
+
+
+def test_start_failure_stops_the_started_processes_and_closes_every_log(tmp_path):
+    processes = Processes(loopback_ros_env(), tmp_path)
+    sleeper = [sys.executable, '-c', 'import time; time.sleep(120)']
+    failure = run_until_recorded(processes, [
+        ('pipeline_node', sleeper), ('recorder_node', [str(tmp_path / 'no-such-executable')]),
+        ('source', sleeper)], seconds=1.0)
+    assert failure.startswith('cannot start recorder_node:'), failure
+    assert list(processes.children) == ['pipeline_node']  # source was never started
+    started = processes.children['pipeline_node'][0]
+    assert started.poll() is None
+    processes.stop()
+    assert started.poll() is not None, 'left running'
+    assert open_files_under(tmp_path) == []

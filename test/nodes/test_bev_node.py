@@ -1,4 +1,8 @@
 """The BEV node on a real KITTI scan over DDS, fields found by name, bad clouds dropped."""
+import os
+from pathlib import Path
+
+from diagnostic_msgs.msg import DiagnosticArray
 import numpy as np
 import pytest
 from rclpy.node import Node
@@ -8,9 +12,11 @@ from sensor_msgs.msg import Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from pointcloud_pipeline.bev import BevGrid, bev_image
+from pointcloud_pipeline.layouts import POINT_FIELD_DTYPES
 from pointcloud_pipeline.nodes.bev_node import BevNode
 from pointcloud_pipeline.ros.camera_messages import image_to_array
 from pointcloud_pipeline.ros.data_field import set_data
+from reference_bev import reference_bev
 from ros_helpers import Collector, spinning, wait_for_subscribers, wait_until
 
 pytestmark = pytest.mark.ros
@@ -153,3 +159,86 @@ def test_idle_without_subscribers_and_runtime_grid_change(rclpy_context, kitti_p
         assert not rejected.successful and 'whole number' in rejected.reason
         assert rig.node.settings.grid.shape == (400, 400, 3)
         assert not rig.node.set_parameters([Parameter('qos', value='reliable')])[0].successful
+
+
+def cloud_with_intensity(points, datatype, values, count=1):
+    """A PointCloud2 like an Ouster / Livox / Hesai driver's: x, y, z FLOAT32, then a pad byte
+    and an ``intensity`` of PointField ``datatype`` (point_step 24)."""
+    dtype = POINT_FIELD_DTYPES.get(datatype, np.dtype('u1'))
+    data = np.zeros((len(points), 24), np.uint8)
+    data[:, :12] = np.ascontiguousarray(points[:, :3]).view(np.uint8).reshape(-1, 12)
+    data[:, 13:13 + dtype.itemsize] = values.astype(dtype).view(np.uint8).reshape(len(points), -1)
+    msg = PointCloud2(height=1, width=len(points), point_step=24, row_step=24 * len(points),
+                      is_dense=True, is_bigendian=False)
+    msg.header = Header(frame_id='lidar')
+    msg.fields = [PointField(name=n, offset=o, datatype=PointField.FLOAT32, count=1)
+                  for n, o in (('x', 0), ('y', 4), ('z', 8))]
+    msg.fields.append(PointField(name='intensity', offset=13, datatype=datatype, count=count))
+    set_data(msg, data)
+    return msg
+
+
+@pytest.mark.parametrize('datatype,value_range', [
+    (PointField.UINT8, (0, 255)), (PointField.UINT16, (0, 65535)),
+    (PointField.FLOAT64, (0.0, 1.0)), (PointField.INT32, (-1000, 1000))])
+def test_intensity_of_any_numeric_type_reaches_the_blue_channel(rclpy_context, kitti_points,
+                                                                datatype, value_range):
+    points = kitti_points[:20000]
+    low, high = value_range
+    rng = np.random.default_rng(datatype)
+    values = (rng.uniform(low, high, len(points)) if datatype == PointField.FLOAT64 else
+              rng.integers(low, high, len(points), endpoint=True))
+    rig = Rig(rclpy_context, intensity_range=[float(low), float(high)])
+    with spinning(rclpy_context, rig.node, rig.source):
+        rig.connect()
+        rig.publisher.publish(cloud_with_intensity(points, datatype, values))
+        image = image_to_array(rig.images.wait_for(1, TIMEOUT)[0])
+    grid = rig.node.settings.grid
+    expected = reference_bev(points[:, 0], points[:, 1], points[:, 2],
+                             values.astype(POINT_FIELD_DTYPES[datatype]).astype(np.float32),
+                             grid)
+    np.testing.assert_array_equal(image, expected)
+    assert np.count_nonzero(image[..., 0]) > 1000, 'the blue (intensity) channel is blank'
+    assert rig.node.statistics.snapshot()['events'] == {}
+
+
+@pytest.mark.parametrize('datatype,count', [(9, 1), (0, 1), (PointField.UINT16, 2),
+                                            (PointField.FLOAT64, 1)])
+def test_unusable_intensity_is_warned_and_counted_not_silently_zero(rclpy_context, kitti_points,
+                                                                    datatype, count):
+    """Unknown datatype, count 2, or a float64 at offset 13 that runs past point_step 20:
+    the cloud is still converted (blue = 0) and the event counted and warned."""
+    points = kitti_points[:20000]
+    msg = cloud_with_intensity(points, datatype, np.ones(len(points)), count)
+    if datatype == PointField.FLOAT64:
+        rows = np.frombuffer(msg.data, np.uint8).reshape(len(points), 24)[:, :20]
+        msg.point_step, msg.row_step = 20, 20 * len(points)
+        set_data(msg, np.ascontiguousarray(rows))
+    rig = Rig(rclpy_context, qos='reliable', queue_size=10, diagnostics_period=0.2)
+    diagnostics = Collector()
+    rig.source.create_subscription(DiagnosticArray, '/diagnostics', diagnostics, 10)
+
+    def reported_ignored():
+        return any(value.key == 'events.intensity_ignored' and value.value == '3'
+                   for array in list(diagnostics.messages) for status in array.status
+                   for value in status.values)
+    with spinning(rclpy_context, rig.node, rig.source):
+        rig.connect()
+        for _ in range(3):
+            rig.publisher.publish(msg)
+        images = rig.images.wait_for(3, TIMEOUT)
+        assert wait_until(reported_ignored, TIMEOUT), 'not counted on /diagnostics'
+    assert len(images) == 3
+    expected = bev_image(np.ascontiguousarray(points[:, :3]), rig.node.settings.grid)
+    np.testing.assert_array_equal(image_to_array(images[-1]), expected)
+    snapshot = rig.node.statistics.snapshot()
+    assert snapshot['events'] == {'intensity_ignored': 3}
+    assert snapshot['published'] == 3 and snapshot['dropped'] == 0
+    assert wait_until(lambda: 'blue (intensity) channel left at 0' in ros_log_text(), TIMEOUT)
+
+
+def ros_log_text():
+    """What this process's rclpy loggers wrote to their file in ROS_LOG_DIR."""
+    folder = Path(os.environ['ROS_LOG_DIR'])
+    return ''.join(path.read_text(errors='replace')
+                   for path in folder.glob(f'python_{os.getpid()}_*.log'))

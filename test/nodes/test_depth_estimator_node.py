@@ -361,10 +361,23 @@ def test_chain_rgb_to_depth_to_point_cloud(rclpy_context, model, color_rgb):
     cloud = received[0]
     assert cloud.header.frame_id == 'kinect_rgb_optical'
     depth = image_to_array(depth_by_stamp[cloud.header.stamp.sec])
+    # the depth camera_info the pipeline used: the colour camera's (same size: no rescaling)
+    info = next(m for m in tester.depth_info.messages
+                if m.header.stamp == cloud.header.stamp)
+    assert (info.width, info.height) == (640, 480) and depth.shape == (480, 640)
+    assert list(info.k) == K_7SCENES and info.p[0] == 585.0 and info.p[5] == 585.0
+    fx, fy, cx, cy = info.p[0], info.p[5], info.p[2], info.p[6]  # the pipeline's default: P
     xyz = cloud_xyz(cloud)
+    assert xyz.shape == depth.shape  # the pipeline's default: organised, one point per pixel
     z = xyz['z'].astype(np.float32)
-    if z.shape == depth.shape:  # organised cloud: one point per pixel
-        np.testing.assert_allclose(z, depth, rtol=1e-5, equal_nan=True)
-    else:  # unorganised: the valid pixels only
-        np.testing.assert_allclose(np.sort(z[np.isfinite(z)]), np.sort(depth[np.isfinite(depth)]),
-                                   rtol=1e-5)
+    valid = np.isfinite(depth) & (depth > 0)
+    assert np.count_nonzero(valid) > depth.size // 2
+    np.testing.assert_allclose(z, np.where(valid, depth, np.nan), rtol=1e-6, equal_nan=True)
+    # x = (u - cx) * z / fx, y = (v - cy) * z / fy (camera optical frame, metres)
+    v, u = np.mgrid[0:depth.shape[0], 0:depth.shape[1]]
+    np.testing.assert_allclose(xyz['x'][valid], ((u - cx) * depth / fx)[valid],
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(xyz['y'][valid], ((v - cy) * depth / fy)[valid],
+                               rtol=1e-5, atol=1e-6)
+    assert np.isnan(xyz['x'][~valid]).all() and np.isnan(xyz['y'][~valid]).all()
+    assert xyz['x'][valid].min() < -1.0 and xyz['y'][valid].max() > 0.5  # a spread, not ~0

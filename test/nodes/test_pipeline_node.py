@@ -312,7 +312,8 @@ def malformed_pairs(depth, color):
     cases.append((image(depth[:24, :32], '16UC1'), image(color[:24, :32], 'bgr8'),
                   'camera_info_mismatch'))
     for reason, fields in [
-            ('rgb_bad_encoding', {'encoding': 'rgb16'}), ('rgb_bad_encoding', {'encoding': '8UC3'}),
+            ('rgb_bad_encoding', {'encoding': 'rgb16'}),
+            ('rgb_bad_encoding', {'encoding': '8UC3'}),
             ('rgb_empty_image', {'width': 0}), ('rgb_bad_step', {'step': 10}),
             ('rgb_too_large', {'data': bytes(10_000)})]:
         cases.append((good_depth, image(color, 'bgr8', **fields), reason))

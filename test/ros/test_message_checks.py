@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from pointcloud_pipeline.layouts import COLOR_ENCODINGS, DEPTH_ENCODINGS
-from pointcloud_pipeline.ros.message_checks import (FrameError, camera_model, check_camera_matches,
+from pointcloud_pipeline.ros.message_checks import (DuplicateDeliveries, FrameError,
+                                                    camera_model, check_camera_matches,
                                                     check_color_matches, cloud_layout,
                                                     image_pixels)
 
@@ -86,6 +87,75 @@ def test_camera_model_and_its_checks():
         'bad_camera_info'
     assert reason(lambda: camera_model(camera_info(k=[np.nan] * 9, p=[np.nan] * 12))) == \
         'bad_camera_info'
+
+
+def ros_camera_info(width=1280, height=960, binning=(0, 0), roi=(0, 0, 0, 0),
+                    k=(1170.0, 0, 641.5, 0, 1172.0, 479.25, 0, 0, 1), p=None):
+    """A real sensor_msgs/CameraInfo (no ROS graph needed) with full-resolution calibration."""
+    from sensor_msgs.msg import CameraInfo, RegionOfInterest
+    p = p if p is not None else (k[0], 0, k[2], 0, 0, k[4], k[5], 0, 0, 0, 1, 0)
+    x, y, roi_width, roi_height = roi
+    return CameraInfo(width=width, height=height, k=[float(v) for v in k],
+                      p=[float(v) for v in p], binning_x=binning[0], binning_y=binning[1],
+                      roi=RegionOfInterest(x_offset=x, y_offset=y, width=roi_width,
+                                           height=roi_height))
+
+
+def test_binned_and_cropped_camera_info_describes_the_published_image():
+    model = camera_model(ros_camera_info(binning=(2, 2), roi=(160, 120, 640, 480)))
+    assert (model.width, model.height) == (320, 240) and model.fallback is None
+    assert tuple(model.intrinsics) == (1170.0 / 2, 1172.0 / 2, (641.5 - 160) / 2,
+                                       (479.25 - 120) / 2)
+    check_camera_matches(model, (240, 320))
+    assert reason(lambda: check_camera_matches(model, (960, 1280))) == 'camera_info_mismatch'
+    by_k = camera_model(ros_camera_info(binning=(2, 0), p=(1100.0, 0, 600.0, 0, 0, 1100.0,
+                                                           450.0, 0, 0, 0, 1, 0)),
+                        use_projection_matrix=False)
+    assert tuple(by_k.intrinsics) == (585.0, 1172.0, 320.75, 479.25)
+    assert (by_k.width, by_k.height) == (640, 960)
+
+
+@pytest.mark.parametrize('binning,roi', [
+    ((1, 1), (1, 0, 1280, 960)), ((1, 1), (0, 0, 0, 10)), ((1, 1), (5, 5, 0, 0)),
+    ((2048, 1), (0, 0, 0, 0))])
+def test_invalid_binning_or_roi_is_a_bad_camera_info(binning, roi):
+    assert reason(lambda: camera_model(ros_camera_info(binning=binning, roi=roi))) == \
+        'bad_camera_info'
+
+
+def test_all_zero_p_falls_back_to_k():
+    model = camera_model(ros_camera_info(p=[0.0] * 12))
+    assert tuple(model.intrinsics) == (1170.0, 1172.0, 641.5, 479.25)
+    assert 'P is all zeros' in model.fallback
+    assert camera_model(ros_camera_info(p=[0.0] * 12), use_projection_matrix=False).fallback \
+        is None
+    assert reason(lambda: camera_model(ros_camera_info(k=[0.0] * 9, p=[0.0] * 12))) == \
+        'bad_camera_info'
+    assert reason(lambda: camera_model(ros_camera_info(k=[np.nan] * 9, p=[0.0] * 12))) == \
+        'bad_camera_info'
+
+
+def delivery(gid, sequence, source_timestamp=0):
+    """An rclpy MessageInfo dict as rmw_fastrtps_cpp fills it."""
+    return {'source_timestamp': source_timestamp, 'received_timestamp': 0,
+            'publication_sequence_number': sequence, 'reception_sequence_number': None,
+            'publisher_gid': {'implementation_identifier': 'rmw_fastrtps_cpp', 'data': gid}}
+
+
+def test_duplicate_deliveries_are_recognised_per_publisher_and_sequence():
+    deliveries = DuplicateDeliveries(remember=3)
+    a, b = bytes(range(16)), bytes(range(1, 17))
+    assert not deliveries.is_duplicate(delivery(a, 1))
+    assert deliveries.is_duplicate(delivery(a, 1))       # the second subscription's copy
+    assert not deliveries.is_duplicate(delivery(b, 1))   # another publisher
+    assert not deliveries.is_duplicate(delivery(a, 2))
+    assert not deliveries.is_duplicate(delivery(a, None, 5))  # no sequence: source time
+    assert deliveries.is_duplicate(delivery(a, None, 5))
+    assert not deliveries.is_duplicate(delivery(a, 1))   # forgotten beyond ``remember``
+    assert deliveries.duplicates == 2
+    no_gid = {'publisher_gid': None, 'publication_sequence_number': 1}
+    assert not deliveries.is_duplicate(no_gid) and not deliveries.is_duplicate(no_gid)
+    assert not deliveries.is_duplicate(None)
 
 
 def test_colour_size_rule():

@@ -3,12 +3,11 @@ import math
 
 import numpy as np
 import pytest
-from test_config import flatten
 import yaml
 
 from conftest import REPO_ROOT
+from pointcloud_pipeline.ros.diagnostics import flatten
 from pointcloud_pipeline.ros.parameters import BevSettings, PipelineSettings
-from pointcloud_pipeline.transforms import camera_mount_transform
 
 
 def defaults(node):
@@ -16,20 +15,69 @@ def defaults(node):
     return flatten(config[f'/**/{node}']['ros__parameters'])
 
 
+# optical -> body with the camera level at the body origin, written out (REP 103): x_body =
+# z_optical (forward), y_body = -x_optical (left), z_body = -y_optical (up)
+LEVEL = np.array([[0.0, 0.0, 1.0, 0.0],
+                  [-1.0, 0.0, 0.0, 0.0],
+                  [0.0, -1.0, 0.0, 0.0],
+                  [0.0, 0.0, 0.0, 1.0]])
+
+
+def mount_from(values):
+    return PipelineSettings.from_parameters(values).mount
+
+
 def test_pipeline_defaults():
     settings = PipelineSettings.from_parameters(defaults('pointcloud_pipeline'))
     assert settings.bev_grid.shape == (200, 200, 3)
-    np.testing.assert_array_equal(settings.mount, camera_mount_transform())
+    np.testing.assert_array_equal(settings.mount, LEVEL)
     assert settings.max_range == 20.0 and settings.organized is True
 
 
-def test_mount_from_angles_or_matrix():
+def expected_mount(optical_x, optical_y, optical_z, translation):
+    """4x4 whose columns are the body-frame directions of the optical x (right), y (down) and
+    z (forward) axes, and the camera position in the body frame (metres)."""
+    matrix = np.eye(4)
+    matrix[:3, 0], matrix[:3, 1], matrix[:3, 2] = optical_x, optical_y, optical_z
+    matrix[:3, 3] = translation
+    return matrix
+
+
+@pytest.mark.parametrize('changes,expected', [
+    # pitch > 0 tilts the camera down: forward (cos, 0, -sin), down (-sin, 0, -cos)
+    ({'mount.height': 0.8, 'mount.pitch': 0.15},
+     expected_mount((0, -1, 0), (-math.sin(0.15), 0, -math.cos(0.15)),
+                    (math.cos(0.15), 0, -math.sin(0.15)), (0, 0, 0.8))),
+    # yaw > 0 turns the camera left: forward (cos, sin, 0), right (sin, -cos, 0)
+    ({'mount.yaw': 0.4, 'mount.x': 0.3, 'mount.y': -0.2},
+     expected_mount((math.sin(0.4), -math.cos(0.4), 0), (0, 0, -1),
+                    (math.cos(0.4), math.sin(0.4), 0), (0.3, -0.2, 0))),
+    # roll > 0 about the forward axis: right (0, -cos, -sin), down (0, sin, -cos)
+    ({'mount.roll': 0.25},
+     expected_mount((0, -math.cos(0.25), -math.sin(0.25)), (0, math.sin(0.25), -math.cos(0.25)),
+                    (1, 0, 0), (0, 0, 0))),
+])
+def test_mount_from_each_angle_and_offset(changes, expected):
+    values = defaults('pointcloud_pipeline')
+    values.update(changes)
+    np.testing.assert_allclose(mount_from(values), expected, atol=1e-12)
+
+
+def test_mount_matrix_replaces_the_angles_only_when_use_transform():
     values = defaults('pointcloud_pipeline')
     values.update({'mount.height': 0.8, 'mount.pitch': 0.15})
-    from_angles = PipelineSettings.from_parameters(values).mount
-    np.testing.assert_allclose(from_angles, camera_mount_transform(height=0.8, pitch=0.15))
-    values.update({'mount.use_transform': True, 'mount.transform': from_angles.ravel().tolist()})
-    np.testing.assert_allclose(PipelineSettings.from_parameters(values).mount, from_angles)
+    from_angles = mount_from(values)
+    yaw = 0.5  # another mount than the angles': camera 2 m up, turned left, 1 m ahead
+    matrix = expected_mount((math.sin(yaw), -math.cos(yaw), 0), (0, 0, -1),
+                            (math.cos(yaw), math.sin(yaw), 0), (1.0, 0, 2.0))
+    values['mount.transform'] = matrix.ravel().tolist()
+    np.testing.assert_allclose(mount_from(values), from_angles)  # use_transform false: ignored
+    values['mount.use_transform'] = True
+    np.testing.assert_array_equal(mount_from(values), matrix)
+    assert not np.allclose(matrix, from_angles)
+    # the matrix maps a point 1 m along the optical axis to 1 m ahead along the yawed axis
+    np.testing.assert_allclose(mount_from(values) @ [0.0, 0.0, 1.0, 1.0],
+                               [1.0 + math.cos(yaw), math.sin(yaw), 2.0, 1.0])
 
 
 @pytest.mark.parametrize('changes,message', [

@@ -4,7 +4,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from pointcloud_pipeline.ros.stamp_sync import NS_PER_SECOND, StampSynchronizer, stamp_to_ns
+from pointcloud_pipeline.ros.stamp_sync import (JUMP_BACK_SECONDS, NS_PER_SECOND,
+                                                StampSynchronizer, stamp_to_ns)
 
 MS = 1_000_000  # nanoseconds
 
@@ -110,7 +111,8 @@ def test_slop_and_max_age_can_change_at_runtime():
 
 @pytest.mark.parametrize('kwargs', [
     {'slop': -0.1}, {'slop': float('nan')}, {'queue_size': 0}, {'max_age': 0.0},
-    {'streams': ('a', 'a')}, {'streams': ('a',)}])
+    {'streams': ('a', 'a')}, {'streams': ('a',)}, {'jump_back': 0.0},
+    {'jump_back': float('nan')}])
 def test_rejects_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         StampSynchronizer(**kwargs)
@@ -139,3 +141,84 @@ def test_concurrent_producers_pair_everything():
         thread.join()
     assert sorted(pairs) == [(s, s) for s in stamps]
     assert sync.pending() == {'depth': 0, 'color': 0}
+
+
+def pair_stream(sync, stamps_ns):
+    """Offer depth then colour at each stamp; the pairs returned."""
+    pairs = []
+    for stamp in stamps_ns:
+        sync.add('depth', stamp, ('d', stamp))
+        pair = sync.add('color', stamp, ('c', stamp))
+        if pair is not None:
+            pairs.append(pair)
+    return pairs
+
+
+def test_pairing_resumes_after_the_stamps_jump_back():
+    # A looping bag: 100 s .. 100.3 s, then again from 10 s (restamp off, or a simulator reset).
+    sync = StampSynchronizer(max_age=0.5)
+    first = pair_stream(sync, [100 * NS_PER_SECOND + i * 33 * MS for i in range(10)])
+    assert len(first) == 10 and sync.resets == 0
+    second = pair_stream(sync, [10 * NS_PER_SECOND + i * 33 * MS for i in range(10)])
+    assert [(d[1], c[1]) for d, c in second] == [
+        (10 * NS_PER_SECOND + i * 33 * MS,) * 2 for i in range(10)]
+    assert sync.resets == 1
+    assert sync.unmatched == {'depth': 0, 'color': 0}
+
+
+def test_one_bogus_future_stamp_does_not_stop_pairing():
+    sync = StampSynchronizer(max_age=0.5)
+    assert len(pair_stream(sync, [0, 33 * MS])) == 2
+    assert sync.add('color', 10_000 * NS_PER_SECOND, 'bogus') is None
+    later = pair_stream(sync, [66 * MS + i * 33 * MS for i in range(5)])
+    assert len(later) == 5
+    assert sync.resets == 1
+    assert sync.unmatched == {'depth': 0, 'color': 1}  # the bogus frame, dropped at the reset
+    assert sync.pending() == {'depth': 0, 'color': 0}
+
+
+def test_queued_messages_are_counted_when_the_stamps_jump_back():
+    sync = StampSynchronizer(max_age=0.5)
+    sync.add('depth', 100 * NS_PER_SECOND, 'waiting')
+    sync.add('color', 100 * NS_PER_SECOND + 10 * MS, 'also waiting')
+    assert sync.add('depth', 5 * NS_PER_SECOND, 'd') is None  # jump back: reset, then queued
+    assert sync.resets == 1 and sync.unmatched == {'depth': 1, 'color': 1}
+    assert sync.pending() == {'depth': 1, 'color': 0}
+    assert sync.add('color', 5 * NS_PER_SECOND, 'c') == ('d', 'c')
+
+
+def test_a_little_late_is_dropped_and_far_back_resets():
+    sync = StampSynchronizer(max_age=0.5)
+    assert sync.jump_back == max(JUMP_BACK_SECONDS, 1.0)
+    sync.add('depth', 10 * NS_PER_SECOND, 'newest')
+    late = 10 * NS_PER_SECOND - 700 * MS  # beyond max_age, within jump_back: too late
+    assert sync.add('color', late, 'late') is None
+    assert sync.resets == 0 and sync.unmatched == {'depth': 0, 'color': 1}
+    assert sync.pending() == {'depth': 1, 'color': 0}
+    far = 10 * NS_PER_SECOND - 1001 * MS  # beyond jump_back: a new timeline
+    assert sync.add('color', far, 'far') is None
+    assert sync.resets == 1 and sync.pending() == {'depth': 0, 'color': 1}
+
+
+def test_jump_back_threshold_follows_max_age_unless_given():
+    sync = StampSynchronizer(max_age=5.0)
+    assert sync.jump_back == 10.0
+    sync.max_age = 0.1
+    assert sync.jump_back == JUMP_BACK_SECONDS
+    assert StampSynchronizer().jump_back == JUMP_BACK_SECONDS
+    explicit = StampSynchronizer(max_age=5.0, jump_back=0.2)
+    explicit.add('depth', NS_PER_SECOND, 'a')
+    explicit.add('depth', NS_PER_SECOND - 300 * MS, 'b')
+    assert explicit.jump_back == 0.2 and explicit.resets == 1
+
+
+def test_reset_on_demand_drops_the_queues():
+    sync = StampSynchronizer(max_age=0.5)
+    sync.add('depth', 100 * NS_PER_SECOND, 'd')
+    sync.reset()
+    assert sync.resets == 1 and sync.pending() == {'depth': 0, 'color': 0}
+    assert sync.unmatched == {'depth': 1, 'color': 0}
+    # the newest stamp is forgotten: an older one is not "too late" any more
+    sync.add('depth', 99 * NS_PER_SECOND + 600 * MS, 'd2')
+    assert sync.add('color', 99 * NS_PER_SECOND + 600 * MS, 'c2') == ('d2', 'c2')
+    assert sync.resets == 1
