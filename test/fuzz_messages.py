@@ -57,7 +57,6 @@ from pointcloud_pipeline.ros.dds_environment import loopback_ros_env
 from reference_bev import reference_bev
 from reference_depth import reference_points
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 TIMEOUT = 60.0
 DIAGNOSTICS_PERIOD = 0.02  # seconds: the runners poll the counters on /diagnostics
@@ -517,8 +516,6 @@ class NodeProcess:
         self.log_dir = self.folder / 'ros_log'
         env = loopback_ros_env(domain_id=int(os.environ['ROS_DOMAIN_ID']),
                                log_dir=str(self.log_dir))
-        env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(REPO_ROOT),
-                                                          env.get('PYTHONPATH')]))
         arguments = []
         for name, value in parameters.items():
             text = str(value).lower() if isinstance(value, bool) else \
@@ -529,7 +526,7 @@ class NodeProcess:
         self._output = open(self.output_path, 'wb')
         self.process = subprocess.Popen(
             [sys.executable, '-m', f'pointcloud_pipeline.nodes.{module}', '--ros-args',
-             *arguments], cwd=REPO_ROOT, env=env, stdout=self._output,
+             *arguments], env=env, stdout=self._output,
             stderr=subprocess.STDOUT)
 
     def alive(self):
