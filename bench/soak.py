@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 from pathlib import Path
-import signal
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 sys.path.insert(1, str(REPO))
 
+from bench_pipeline import stop  # noqa: E402 (SIGINT, then kill after a timeout)
 from pointcloud_pipeline.demo.run import node_command  # noqa: E402
 from pointcloud_pipeline.files import config_file  # noqa: E402
 from pointcloud_pipeline.ros.dds_environment import loopback_ros_env  # noqa: E402
@@ -125,16 +125,6 @@ def rss_mb(pid):
     except OSError:
         return None
     return None
-
-
-def stop(process, timeout=10.0):
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def growth(samples, warmup_s):
