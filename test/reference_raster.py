@@ -115,3 +115,18 @@ def reference_raster(x, y, values, grid, *, radius=None, power=1.0, binmode=Fals
     bands['count'] = count
     return {name: bands[name].reshape(grid.height, grid.width)[::-1].copy()
             for name in STATISTICS}
+
+
+def assert_matches_reference(result, expected, values):
+    """min, max, count exact (NaN where empty); mean, stdev, idw within 1e-9 relative (plus
+    1e-12 of the finite values' scale, for the stdev of equal values: 0 against a rounding
+    residue)."""
+    scale = np.nanmax(np.abs(values)) if np.isfinite(values).any() else 1.0
+    for name in result:
+        if name in ('min', 'max', 'count'):
+            np.testing.assert_array_equal(result[name], expected[name], err_msg=name)
+        else:
+            np.testing.assert_array_equal(np.isnan(result[name]), np.isnan(expected[name]),
+                                          err_msg=name)
+            np.testing.assert_allclose(result[name], expected[name], rtol=1e-9,
+                                       atol=1e-12 * scale, err_msg=name)

@@ -525,18 +525,6 @@ def raster_settings(data):
         window_size=data.draw(st.sampled_from([0, 0, 1, 3])))
 
 
-def assert_raster_matches(result, expected, values):
-    scale = np.nanmax(np.abs(values)) if np.isfinite(values).any() else 1.0
-    for name in result:
-        if name in ('min', 'max', 'count'):
-            np.testing.assert_array_equal(result[name], expected[name], err_msg=name)
-        else:
-            np.testing.assert_array_equal(np.isnan(result[name]), np.isnan(expected[name]),
-                                          err_msg=name)
-            np.testing.assert_allclose(result[name], expected[name], rtol=1e-9,
-                                       atol=1e-12 * scale, err_msg=name)
-
-
 @FUZZ
 @given(st.data())
 def test_rasterize_and_windows_equal_the_reference(data):
@@ -559,7 +547,8 @@ def test_rasterize_and_windows_equal_the_reference(data):
             x, y, values, grid, radius=settings_.radius_for(grid.resolution),
             power=settings_.power, binmode=settings_.binmode, window_size=settings_.window_size)
     assert set(result) == set(settings_.output_types)
-    assert_raster_matches(result, {n: expected[n] for n in result}, values)
+    reference_raster.assert_matches_reference(result, {n: expected[n] for n in result},
+                                              values)
     col_off = data.draw(st.integers(0, grid.width - 1), label='col_off')
     row_off = data.draw(st.integers(0, grid.height - 1), label='row_off')
     window = (col_off, row_off, data.draw(st.integers(1, grid.width - col_off)),

@@ -13,7 +13,7 @@ from pointcloud_pipeline import raster
 from pointcloud_pipeline.raster import (OUTPUT_TYPES, RasterGrid, RasterSettings, blocks,
                                         bucket_points, fill_nodata, rasterize,
                                         rasterize_window)
-from reference_raster import reference_raster
+from reference_raster import assert_matches_reference, reference_raster
 
 DBL_MAX = np.finfo(np.float64).max
 # real files: (path under las/, resolution in the file's units: feet for Autzen, metres for lidR)
@@ -52,20 +52,6 @@ def same_bytes(a, b):
         assert a[name].dtype == b[name].dtype == np.float64, name
         assert a[name].shape == b[name].shape, name
         assert a[name].tobytes() == b[name].tobytes(), name
-
-
-def assert_matches_reference(result, expected, values):
-    """min, max, count exact (NaN where empty); mean, stdev, idw within 1e-9 relative (plus
-    1e-12 of the value scale, for the stdev of equal values: 0 against a rounding residue)."""
-    scale = np.abs(values).max()
-    for name in result:
-        if name in ('min', 'max', 'count'):
-            np.testing.assert_array_equal(result[name], expected[name], err_msg=name)
-        else:
-            np.testing.assert_array_equal(np.isnan(result[name]), np.isnan(expected[name]),
-                                          err_msg=name)
-            np.testing.assert_allclose(result[name], expected[name], rtol=1e-9,
-                                       atol=1e-12 * scale, err_msg=name)
 
 
 # --- hand-made clouds -----------------------------------------------------------------------
