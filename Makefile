@@ -10,7 +10,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 DEPS_STAMP := $(VENV)/.requirements-installed
-KERNEL_SOURCES := $(wildcard pointcloud_pipeline/_*.pyx pointcloud_pipeline/*/_*.pyx)
+KERNEL_SOURCES := $(wildcard pointcloud_pipeline/_*.pyx pointcloud_pipeline/*/_*.pyx pointcloud_pipeline/_*.h)
 BUILD_STAMP := build/.kernels-built
 PYTEST_ARGS ?=
 

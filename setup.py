@@ -19,6 +19,7 @@ extensions = [
         os.path.splitext(source)[0].replace(os.sep, '.'),
         [source],
         include_dirs=[numpy.get_include()],
+        depends=sorted(glob(os.path.join(package_name, '_*.h'), root_dir=here)),  # _workers.h
         define_macros=[('NPY_NO_DEPRECATED_API', 'NPY_1_7_API_VERSION')],
         extra_compile_args=['-O3', '-fopenmp'],
         extra_link_args=['-fopenmp'],
@@ -37,7 +38,7 @@ setup(
     name=package_name,
     version='0.1.0',
     packages=find_packages(include=[package_name, f'{package_name}.*']),
-    package_data={'': ['*.pyx']},
+    package_data={'': ['*.pyx', '*.h']},
     ext_modules=cythonize(
         extensions,
         language_level=3,

@@ -15,20 +15,29 @@ branches in the per-point loops):
    points per row in its own histogram.
 2. prefix sums over (row, chunk) give every chunk its write position inside every row bucket.
 3. scatter: each chunk copies (key, column) into the row buckets (a counting sort by row).
-4. render: output rows are dealt out to threads (static schedule); a thread clears its output
-   row, reduces the row's bucket into a ``cols``-cell scratch row of its own (max key, count,
-   list of occupied columns), then writes the occupied pixels and resets those cells. Max and
-   count do not depend on the order of the points, so any thread count gives the same bytes.
+4. render: a thread clears an output row, reduces the row's bucket into a ``cols``-cell scratch
+   row of its own (max key, count, list of occupied columns), then writes the occupied pixels
+   and resets those cells. Max and count do not depend on the order of the points, so any
+   thread count gives the same bytes.
+
+Passes 1, 3 and 4 hand out their point chunks and rows to the caller and the worker threads of
+``_workers.h`` (a late or preempted worker never stalls the call; see there): with ``threads``
+> 1 the points are cut into ``CHUNKS_PER_THREAD * threads`` chunks so that the others take over
+a late thread's share.
 
 The (z, intensity) key: both float32 values mapped to uint32 so that integer order is float
 order (z in the high half), so "highest point, ties broken by the largest intensity" is one
 integer maximum.
 """
-from cython.parallel cimport prange, threadid
 from libc.math cimport INFINITY
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 from openmp cimport omp_get_max_threads
+
+cdef extern from "_workers.h" nogil:
+    ctypedef void (*pp_chunk_fn)(void* context, int64_t begin, int64_t end,
+                                 int worker) noexcept nogil
+    void pp_parallel_for(int64_t items, int threads, pp_chunk_fn fn, void* context)
 
 DENSITY_SATURATION_COUNT = 63  # density table has entries for counts 0..63; more reads 63
 DEF SATURATION = 63
@@ -61,6 +70,15 @@ ctypedef struct Params:
     int32_t cols
     int32_t chunks
     const double* density      # density value for counts 0..SATURATION
+
+
+CHUNKS_PER_THREAD = 4  # point chunks per thread when threads > 1 (1 chunk for 1 thread)
+
+
+def point_chunks(int threads):
+    """Point chunks of a call on ``threads`` threads (the row-count workspace has one histogram
+    of ``rows + 1`` per chunk)."""
+    return threads * CHUNKS_PER_THREAD if threads > 1 else 1
 
 
 def default_threads():
@@ -228,6 +246,46 @@ cdef void render_row(const Params* p, int64_t row, const uint64_t* bucket_keys,
         cell.count = 0
 
 
+# One call's arrays, shared by the threads of its passes.
+cdef struct Job:
+    const Params* p
+    uint64_t* keys
+    int32_t* point_cols
+    int32_t* point_rows
+    uint64_t* bucket_keys
+    int32_t* bucket_cols
+    int64_t* row_counts   # per chunk: histogram, then write positions
+    const int64_t* row_start
+    CellState* cells      # per thread: cols cells
+    int32_t* occupied     # per thread: cols + 1 columns
+    uint8_t* out
+    bint float_output
+
+
+cdef void bin_chunks(void* context, int64_t begin, int64_t end, int worker) noexcept nogil:
+    cdef Job* job = <Job*>context
+    cdef int64_t chunk
+    for chunk in range(begin, end):
+        bin_chunk(job.p, chunk, job.keys, job.point_cols, job.point_rows, job.row_counts)
+
+
+cdef void scatter_chunks(void* context, int64_t begin, int64_t end, int worker) noexcept nogil:
+    cdef Job* job = <Job*>context
+    cdef int64_t chunk
+    for chunk in range(begin, end):
+        scatter_chunk(job.p, chunk, job.keys, job.point_cols, job.point_rows, job.row_counts,
+                      job.bucket_keys, job.bucket_cols)
+
+
+cdef void render_rows(void* context, int64_t begin, int64_t end, int worker) noexcept nogil:
+    cdef Job* job = <Job*>context
+    cdef int64_t row, cols = job.p.cols
+    for row in range(begin, end):
+        render_row(job.p, row, job.bucket_keys, job.bucket_cols, job.row_start,
+                   job.cells + worker * cols, job.occupied + worker * (cols + 1), job.out,
+                   job.float_output)
+
+
 def render(const uint8_t[::1] points, int64_t num_points, int64_t point_step,
            int64_t x_offset, int64_t y_offset, int64_t z_offset, int64_t intensity_offset,
            const double[::1] transform,
@@ -245,13 +303,16 @@ def render(const uint8_t[::1] points, int64_t num_points, int64_t point_step,
     (``intensity_offset`` -1: none). transform: 12 float64 (3 x 4 row-major) or empty.
     density: float64 values for counts 0..63. out: rows*cols*3 uint8 or float32, as bytes.
     Workspace (sized by the caller, contents irrelevant): keys, point_cols, point_rows,
-    bucket_keys, bucket_cols >= max(num_points, 1); row_counts >= threads * (rows + 1);
+    bucket_keys, bucket_cols >= max(num_points, 1); row_counts >= point_chunks(threads) *
+    (rows + 1);
     row_start >= rows + 2; cells >= 2 * threads * cols; occupied >= threads * (cols + 1).
     threads >= 1.
     """
     cdef Params p
+    cdef Job job
     cdef int64_t chunk, row, total, count, c
     cdef int k
+    cdef int64_t chunks = point_chunks(threads) if threads >= 1 else 1
     cdef int64_t slots = num_points if num_points > 1 else 1
     if (threads < 1 or rows < 1 or cols < 1 or num_points < 0
             or points.shape[0] < num_points * point_step
@@ -259,7 +320,7 @@ def render(const uint8_t[::1] points, int64_t num_points, int64_t point_step,
             or out.shape[0] != rows * cols * 3 * (4 if float_output else 1)
             or keys.shape[0] < slots or point_cols.shape[0] < slots
             or point_rows.shape[0] < slots or bucket_keys.shape[0] < slots
-            or bucket_cols.shape[0] < slots or row_counts.shape[0] < threads * (rows + 1)
+            or bucket_cols.shape[0] < slots or row_counts.shape[0] < chunks * (rows + 1)
             or row_start.shape[0] < rows + 2 or cells.shape[0] < 2 * threads * cols
             or occupied.shape[0] < threads * (cols + 1)):
         raise ValueError('_bev.render: inconsistent sizes (call pointcloud_pipeline.bev)')
@@ -294,29 +355,35 @@ def render(const uint8_t[::1] points, int64_t num_points, int64_t point_step,
     p.intensity_scale = intensity_scale
     p.rows = rows
     p.cols = cols
-    p.chunks = threads
+    p.chunks = chunks
     p.density = &density[0]
+    job.p = &p
+    job.keys = keys_ptr
+    job.point_cols = point_cols_ptr
+    job.point_rows = point_rows_ptr
+    job.bucket_keys = bucket_keys_ptr
+    job.bucket_cols = bucket_cols_ptr
+    job.row_counts = row_counts_ptr
+    job.row_start = row_start_ptr
+    job.cells = cell_ptr
+    job.occupied = occupied_ptr
+    job.out = out_ptr
+    job.float_output = float_output
 
     with nogil:
-        for chunk in prange(threads, schedule='static', chunksize=1, num_threads=threads):
-            bin_chunk(&p, chunk, keys_ptr, point_cols_ptr, point_rows_ptr, row_counts_ptr)
+        pp_parallel_for(chunks, threads, bin_chunks, &job)
         # exclusive prefix sum, row-major then chunk: a row's bucket holds its chunks in order;
         # bucket ``rows`` collects the points outside the grid
         total = 0
         for row in range(rows + 1):
             row_start_ptr[row] = total
-            for chunk in range(threads):
+            for chunk in range(chunks):
                 count = row_counts_ptr[chunk * (rows + 1) + row]
                 row_counts_ptr[chunk * (rows + 1) + row] = total
                 total += count
         row_start_ptr[rows + 1] = total
-        for chunk in prange(threads, schedule='static', chunksize=1, num_threads=threads):
-            scatter_chunk(&p, chunk, keys_ptr, point_cols_ptr, point_rows_ptr, row_counts_ptr,
-                          bucket_keys_ptr, bucket_cols_ptr)
+        pp_parallel_for(chunks, threads, scatter_chunks, &job)
         for c in range(threads * cols):
             cell_ptr[c].key = 0
             cell_ptr[c].count = 0
-        for row in prange(rows, schedule='static', chunksize=8, num_threads=threads):
-            render_row(&p, row, bucket_keys_ptr, bucket_cols_ptr, row_start_ptr,
-                       cell_ptr + threadid() * cols, occupied_ptr + threadid() * (cols + 1),
-                       out_ptr, float_output)
+        pp_parallel_for(rows, threads, render_rows, &job)

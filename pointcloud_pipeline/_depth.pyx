@@ -3,10 +3,11 @@
 """Hot loops of depth image -> point cloud. Private: call :mod:`pointcloud_pipeline.depth`.
 
 Arguments are trusted here (the public module validates them). Every entry point releases the
-GIL for its whole parallel loop (``prange(..., nogil=True)``, static schedule over output rows;
-the dense writer uses ``with nogil, parallel()`` around its ``prange`` to give each thread a row
-buffer) and touches no Python object inside it. Writes stay inside each row's own slots even if
-the depth image changes during a call (the GIL is released: another thread could write to it).
+GIL for its whole parallel loop and touches no Python object inside it. Output rows are handed
+out in chunks to the caller and the worker threads of ``_workers.h`` (a late or preempted worker
+never stalls the call; see there); the dense writer gives each thread its own row buffer.
+Writes stay inside each row's own slots even if the depth image changes during a call (the GIL
+is released: another thread could write to it).
 
 Output: ``points`` is the cloud buffer viewed as float32 rows of 4 (x, y, z, rgb-or-padding),
 16 bytes per point. The 4th slot receives the packed colour ``0x00RRGGBB`` as raw uint32 bits,
@@ -18,7 +19,6 @@ NaN; a sensor-invalid pixel becomes a point at ``fill`` metres when ``fill_on``,
 A point (X, Y, Z) is (x_coef[column] * Z, y_coef[row] * Z, Z), all float32; NaN propagates
 into X and Y.
 """
-from cython.parallel cimport parallel, prange
 from libc.float cimport FLT_MAX
 from libc.math cimport NAN
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t
@@ -183,78 +183,152 @@ cdef Layout row_layout(Py_ssize_t columns, Py_ssize_t depth_column_stride, Py_ss
     return layout
 
 
+cdef extern from "_workers.h" nogil:
+    ctypedef void (*pp_chunk_fn)(void* context, int64_t begin, int64_t end,
+                                 int worker) noexcept nogil
+    void pp_parallel_for(int64_t items, int threads, pp_chunk_fn fn, void* context)
+    void pp_add_int64(int64_t* total, int64_t value)
+
+
+# One call's arguments, shared by the threads converting its rows.
+cdef struct RowJob:
+    const char* depth0          # first depth pixel
+    Py_ssize_t row_stride       # bytes between converted depth rows
+    bint is_float               # float depth (else uint16)
+    const uint8_t* color0       # first colour pixel, or NULL
+    Py_ssize_t color_row_stride
+    const float* x_coef
+    const float* y_coef
+    PixelRule rule
+    Layout layout
+    float* points               # organized: rows x columns points; dense: finite points
+    int64_t* row_counts         # count pass: finite points per output row
+    const int64_t* row_offsets  # dense pass: first point of each row (rows + 1 entries)
+    float* scratch              # dense pass: one organized row per thread
+    int64_t finite              # organized pass: finite points (summed atomically)
+
+
+cdef inline int64_t job_row(RowJob* job, Py_ssize_t i, float* dst) noexcept nogil:
+    """Convert output row ``i`` of the job into ``dst``; returns its finite points."""
+    cdef const char* row = job.depth0 + i * job.row_stride
+    cdef const uint8_t* color_row = (job.color0 + i * job.color_row_stride
+                                     if job.color0 != NULL else NULL)
+    if job.is_float:
+        return organized_row(<const float*>row, color_row, job.x_coef, job.y_coef[i], job.rule,
+                             job.layout, dst)
+    return organized_row(<const uint16_t*>row, color_row, job.x_coef, job.y_coef[i], job.rule,
+                         job.layout, dst)
+
+
+cdef void organized_chunk(void* context, int64_t begin, int64_t end,
+                          int worker) noexcept nogil:
+    cdef RowJob* job = <RowJob*>context
+    cdef int64_t i, finite = 0
+    cdef Py_ssize_t columns = job.layout.columns
+    for i in range(begin, end):
+        finite += job_row(job, i, job.points + 4 * i * columns)
+    pp_add_int64(&job.finite, finite)
+
+
+cdef void count_chunk(void* context, int64_t begin, int64_t end, int worker) noexcept nogil:
+    cdef RowJob* job = <RowJob*>context
+    cdef int64_t i
+    cdef const char* row
+    for i in range(begin, end):
+        row = job.depth0 + i * job.row_stride
+        if job.is_float:
+            if job.rule.fill_on:
+                job.row_counts[i] = count_row(<const float*>row, job.rule, True, job.layout)
+            else:
+                job.row_counts[i] = count_row(<const float*>row, job.rule, False, job.layout)
+        elif job.rule.fill_on:
+            job.row_counts[i] = count_row(<const uint16_t*>row, job.rule, True, job.layout)
+        else:
+            job.row_counts[i] = count_row(<const uint16_t*>row, job.rule, False, job.layout)
+
+
+cdef void dense_chunk(void* context, int64_t begin, int64_t end, int worker) noexcept nogil:
+    cdef RowJob* job = <RowJob*>context
+    cdef int64_t i
+    cdef Py_ssize_t columns = job.layout.columns
+    cdef float* row_points = job.scratch + 4 * worker * columns
+    for i in range(begin, end):
+        job_row(job, i, row_points)
+        compact_row(row_points, columns, job.row_offsets[i + 1] - job.row_offsets[i],
+                    job.points + 4 * job.row_offsets[i])
+
+
+cdef RowJob row_job(const depth_t[:, :] depth, Py_ssize_t dy, PixelRule rule, Layout layout):
+    """A job over ``depth``'s output rows without colour, coefficients or output yet."""
+    cdef RowJob job
+    job.depth0 = <const char*>&depth[0, 0]
+    job.row_stride = depth.strides[0] * dy
+    job.is_float = depth_t is float
+    job.color0 = NULL
+    job.color_row_stride = 0
+    job.x_coef = NULL
+    job.y_coef = NULL
+    job.rule = rule
+    job.layout = layout
+    job.points = NULL
+    job.row_counts = NULL
+    job.row_offsets = NULL
+    job.scratch = NULL
+    job.finite = 0
+    return job
+
+
+cdef void set_conversion(RowJob* job, Py_ssize_t dy, const float[::1] x_coef,
+                         const float[::1] y_coef, const uint8_t[:, :, :] color):
+    """The coefficients and the optional colour image of a converting (not counting) job."""
+    job.x_coef = &x_coef[0]
+    job.y_coef = &y_coef[0]
+    if color is not None:
+        job.color0 = &color[0, 0, 0]
+        job.color_row_stride = color.strides[0] * dy
+
+
 cdef int64_t organized_impl(const depth_t[:, :] depth, Py_ssize_t dx, Py_ssize_t dy,
                             const float[::1] x_coef, const float[::1] y_coef, PixelRule rule,
                             const uint8_t[:, :, :] color, Py_ssize_t r, Py_ssize_t g,
                             Py_ssize_t b, float[:, ::1] points, int threads):
-    cdef Py_ssize_t i, rows = y_coef.shape[0], columns = x_coef.shape[0]
-    cdef Layout layout = row_layout(columns, depth.strides[1], dx, color, r, g, b)
-    cdef Py_ssize_t row_stride = depth.strides[0] * dy
-    cdef Py_ssize_t color_row_stride = color.strides[0] * dy if color is not None else 0
-    cdef const depth_t* depth0 = &depth[0, 0]
-    cdef const uint8_t* color0 = &color[0, 0, 0] if color is not None else NULL
-    cdef float* points0 = &points[0, 0]
-    cdef const float* x0 = &x_coef[0]
-    cdef const float* y0 = &y_coef[0]
-    cdef int64_t finite = 0
-    for i in prange(rows, nogil=True, schedule='static', num_threads=resolved_threads(threads)):
-        finite += organized_row(
-            <const depth_t*>((<const char*>depth0) + i * row_stride),
-            color0 + i * color_row_stride if color0 != NULL else NULL,
-            x0, y0[i], rule, layout, points0 + 4 * i * columns)
-    return finite
+    cdef RowJob job = row_job(depth, dy, rule, row_layout(x_coef.shape[0], depth.strides[1], dx,
+                                                          color, r, g, b))
+    set_conversion(&job, dy, x_coef, y_coef, color)
+    job.points = &points[0, 0]
+    with nogil:
+        pp_parallel_for(y_coef.shape[0], resolved_threads(threads), organized_chunk, &job)
+    return job.finite
 
 
 cdef void count_impl(const depth_t[:, :] depth, Py_ssize_t dx, Py_ssize_t dy,
                      PixelRule rule, int64_t[::1] row_counts, int threads):
-    cdef Py_ssize_t i, rows = row_counts.shape[0]
-    cdef Layout layout = row_layout((depth.shape[1] + dx - 1) // dx, depth.strides[1], dx,
-                                    None, 0, 0, 0)
-    cdef Py_ssize_t row_stride = depth.strides[0] * dy
-    cdef const depth_t* depth0 = &depth[0, 0]
-    cdef int64_t* counts = &row_counts[0]
-    for i in prange(rows, nogil=True, schedule='static', num_threads=resolved_threads(threads)):
-        if rule.fill_on:
-            counts[i] = count_row(<const depth_t*>((<const char*>depth0) + i * row_stride),
-                                  rule, True, layout)
-        else:
-            counts[i] = count_row(<const depth_t*>((<const char*>depth0) + i * row_stride),
-                                  rule, False, layout)
+    cdef RowJob job = row_job(depth, dy, rule, row_layout((depth.shape[1] + dx - 1) // dx,
+                                                          depth.strides[1], dx, None, 0, 0, 0))
+    job.row_counts = &row_counts[0]
+    with nogil:
+        pp_parallel_for(row_counts.shape[0], resolved_threads(threads), count_chunk, &job)
 
 
 cdef int dense_impl(const depth_t[:, :] depth, Py_ssize_t dx, Py_ssize_t dy,
                     const float[::1] x_coef, const float[::1] y_coef, PixelRule rule,
                     const uint8_t[:, :, :] color, Py_ssize_t r, Py_ssize_t g, Py_ssize_t b,
                     const int64_t[::1] row_offsets, float[:, ::1] points, int threads) except -1:
-    cdef Py_ssize_t i, rows = y_coef.shape[0], columns = x_coef.shape[0]
-    cdef Layout layout = row_layout(columns, depth.strides[1], dx, color, r, g, b)
-    cdef Py_ssize_t row_stride = depth.strides[0] * dy
-    cdef Py_ssize_t color_row_stride = color.strides[0] * dy if color is not None else 0
-    cdef const depth_t* depth0 = &depth[0, 0]
-    cdef const uint8_t* color0 = &color[0, 0, 0] if color is not None else NULL
-    cdef const float* x0 = &x_coef[0]
-    cdef const float* y0 = &y_coef[0]
-    cdef const int64_t* offsets = &row_offsets[0]
-    cdef float* points0
-    cdef float* row_points = NULL  # per thread: one organized row
-    cdef int missing_scratch = 0
+    cdef Py_ssize_t columns = x_coef.shape[0]
+    cdef int n_threads = resolved_threads(threads)
+    cdef RowJob job = row_job(depth, dy, rule,
+                              row_layout(columns, depth.strides[1], dx, color, r, g, b))
     if points.shape[0] == 0:
         return 0
-    points0 = &points[0, 0]
-    with nogil, parallel(num_threads=resolved_threads(threads)):
-        row_points = <float*>malloc(columns * 4 * sizeof(float))
-        for i in prange(rows, schedule='static'):
-            if row_points == NULL:
-                missing_scratch += 1
-            else:
-                organized_row(<const depth_t*>((<const char*>depth0) + i * row_stride),
-                              color0 + i * color_row_stride if color0 != NULL else NULL,
-                              x0, y0[i], rule, layout, row_points)
-                compact_row(row_points, columns, offsets[i + 1] - offsets[i],
-                            points0 + 4 * offsets[i])
-        free(row_points)
-    if missing_scratch:
-        raise MemoryError(f'no memory for a {columns}-point row buffer')
+    set_conversion(&job, dy, x_coef, y_coef, color)
+    job.points = &points[0, 0]
+    job.row_offsets = &row_offsets[0]
+    job.scratch = <float*>malloc(n_threads * columns * 4 * sizeof(float))
+    if job.scratch == NULL:
+        raise MemoryError(f'no memory for {n_threads} row buffers of {columns} points')
+    with nogil:
+        pp_parallel_for(y_coef.shape[0], n_threads, dense_chunk, &job)
+    free(job.scratch)
     return 0
 
 

@@ -215,7 +215,8 @@ def symmetric_eigen(const double[:, :, ::1] matrices, double[:, ::1] values,
                     double[:, :, ::1] vectors, int threads):
     """Batch entry of the solver (M x 3 x 3 symmetric -> M x 3 ascending, M x 3 x 3 columns)."""
     cdef Py_ssize_t m, count = matrices.shape[0]
-    for m in prange(count, nogil=True, schedule='static', num_threads=resolved_threads(threads)):
+    for m in prange(count, nogil=True, schedule='dynamic', chunksize=256,
+                   num_threads=resolved_threads(threads)):
         eigen_of_copy(&matrices[m, 0, 0], &values[m, 0], &vectors[m, 0, 0])
 
 
@@ -324,7 +325,8 @@ def smallest_eigen(const double[:, :, ::1] matrices, double[:, ::1] values,
                    double[:, ::1] vectors, uint8_t[::1] defined, int threads):
     """Batch entry of :func:`smallest_eigenpair` (values scaled back by the trace)."""
     cdef Py_ssize_t m, count = matrices.shape[0]
-    for m in prange(count, nogil=True, schedule='static', num_threads=resolved_threads(threads)):
+    for m in prange(count, nogil=True, schedule='dynamic', chunksize=256,
+                   num_threads=resolved_threads(threads)):
         defined[m] = smallest_eigenpair(&matrices[m, 0, 0], &values[m, 0], &vectors[m, 0])
         scale_values(&matrices[m, 0, 0], &values[m, 0])
 

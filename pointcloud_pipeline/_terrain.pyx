@@ -54,7 +54,7 @@ def slope(const double[:, ::1] dem, const uint8_t[:, ::1] mask, bint use_mask,
     cdef double dx, dy, gradient
     if rows < 3 or cols < 3:
         return
-    for i in prange(1, rows - 1, nogil=True, schedule='static',
+    for i in prange(1, rows - 1, nogil=True, schedule='dynamic', chunksize=4,
                     num_threads=resolved_threads(threads)):
         for j in range(1, cols - 1):
             if window_has_nodata(dem, mask, use_mask, i, j):
@@ -79,7 +79,7 @@ def hillshade(const double[:, ::1] dem, const uint8_t[:, ::1] mask, bint use_mas
     cdef double gx, gy, cang
     if rows < 3 or cols < 3:
         return
-    for i in prange(1, rows - 1, nogil=True, schedule='static',
+    for i in prange(1, rows - 1, nogil=True, schedule='dynamic', chunksize=4,
                     num_threads=resolved_threads(threads)):
         for j in range(1, cols - 1):
             if window_has_nodata(dem, mask, use_mask, i, j):

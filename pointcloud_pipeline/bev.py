@@ -40,8 +40,9 @@ Channels (``CHANNELS``, in output order), each a value in [0, 1] per occupied ce
     height, red = density: Complex-YOLO's RGB map.
 
 Speed: :func:`bev_image` releases the GIL for the whole computation, runs on ``threads`` cores
-(OpenMP) and, when ``out`` is given, allocates nothing per call after the first (a per-thread
-workspace grows to the largest cloud seen). Any thread count gives the same bytes.
+(the caller and worker threads; a late or preempted worker never stalls the call) and, when
+``out`` is given, allocates nothing per call after the first (a per-thread workspace grows to
+the largest cloud seen). Any thread count gives the same bytes.
 """
 from dataclasses import dataclass
 import math
@@ -170,7 +171,7 @@ def _workspace(num_points, rows, cols, threads):
             np.empty(points, np.int32),                    # row of each point (rows: outside)
             np.empty(points, np.uint64),                   # keys bucketed by row
             np.empty(points, np.int32),                    # columns bucketed by row
-            np.empty(threads_cap * (rows_cap + 1), np.int64),  # per chunk row counts
+            np.empty(_bev.point_chunks(threads_cap) * (rows_cap + 1), np.int64),  # per chunk
             np.empty(rows_cap + 2, np.int64),              # bucket start of each row
             np.empty(2 * threads_cap * cols_cap, np.int64),    # per-thread row of cells
             np.empty(threads_cap * (cols_cap + 1), np.int32),  # per-thread occupied columns
@@ -274,7 +275,7 @@ def bev_image(points, grid=DEFAULT_GRID, *, transform=None, out=None, dtype=np.u
     out: optional writable buffer for the result: a C-contiguous ``rows x cols x 3`` array of
         ``dtype``, or a bytearray / array('B') / other buffer of exactly that many bytes.
     dtype: np.uint8 (0..255) or np.float32 (0..1).
-    threads: OpenMP threads; 0 = all cores (OMP_NUM_THREADS if set). Same result for any value.
+    threads: kernel threads; 0 = all cores (OMP_NUM_THREADS if set). Same result for any value.
 
     Returns the ``rows x cols x 3`` image (channels ``CHANNELS``), a view of ``out`` when given.
     Raises ValueError for a wrong shape or dtype, a bad grid, transform or ``out``.

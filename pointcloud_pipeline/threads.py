@@ -1,5 +1,6 @@
-"""The ``threads`` argument of the kernels: how many OpenMP threads (or windows at once) a call
-uses; 0 means all cores (OpenMP's default team size, which ``OMP_NUM_THREADS`` sets)."""
+"""The ``threads`` argument of the kernels: how many threads (or windows at once) a call uses;
+0 means all cores (OpenMP's default team size, which ``OMP_NUM_THREADS`` sets). The depth and
+BEV kernels run on their own worker threads (``_workers.h``), the batch kernels on OpenMP."""
 from numbers import Integral
 
 MAX_THREADS = 1024

@@ -51,7 +51,7 @@ def render(const double[:, ::1] world_from_optical, double fx, double fy, double
     cdef double t, best, t_near, t_far, t1, t2, hx, hy, light, depth
 
     with nogil:
-        for row in prange(height, schedule='static', num_threads=threads):
+        for row in prange(height, schedule='dynamic', chunksize=4, num_threads=threads):
             v = (row - cy) / fy
             base_x = r01 * v + r02 - cx * step_x
             base_y = r11 * v + r12 - cx * step_y

@@ -40,8 +40,8 @@ def declare_bev_parameters(params):
       value_range=(1, 100), read_only=True)
     d('max_cloud_bytes', 268435456, 'input clouds with more data bytes are dropped',
       value_range=(1, 2**31 - 1))
-    d('threads', 1, 'kernel threads (0: all cores); 1 is fastest when other processes share '
-      'the cores', value_range=(0, 256))
+    d('threads', 0, 'kernel threads (0: all cores); a preempted thread does not stall the '
+      'kernel, so all cores pay off on a shared CPU too', value_range=(0, 256))
     d('x_range', [-40.0, 40.0], 'metres forward covered [min, max]')
     d('y_range', [-40.0, 40.0], 'metres left covered [min, max]')
     d('z_range', [-2.73, 1.27], 'metres up kept [min, max]')

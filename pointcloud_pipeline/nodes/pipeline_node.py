@@ -83,8 +83,8 @@ def declare_pipeline_parameters(params):
     d('decimation_x', 1, 'keep every n-th column', value_range=(1, 64))
     d('decimation_y', 1, 'keep every n-th row', value_range=(1, 64))
     d('organized', True, 'width x height cloud with NaN for invalid pixels (else dense)')
-    d('threads', 1, 'kernel threads (0: all cores); 1 is fastest when other processes share '
-      'the cores', value_range=(0, 256))
+    d('threads', 0, 'kernel threads (0: all cores); a preempted thread does not stall the '
+      'kernel, so all cores pay off on a shared CPU too', value_range=(0, 256))
     d('frame_id', '', "frame of the cloud ('' = the depth image's)")
     d('bev.enable', True, 'publish bev/image')
     d('bev.x_range', [0.0, 10.0], 'metres forward covered [min, max]')
