@@ -1,17 +1,19 @@
 /* Worker threads for the real-time kernels (_depth, _bev), where the caller never waits for a
- * worker that is late.
+ * worker that is late. Linux (futex, sched_getcpu); x86-64 and aarch64.
  *
  * Why not OpenMP: an OpenMP parallel region ends with a barrier that every thread of the team
  * must reach, so one worker preempted by another process (a robot's camera driver, planner...)
  * stalls the whole call for a scheduler time slice, even with a dynamic schedule; and idle
  * OpenMP threads spin for a while (OMP_WAIT_POLICY) against the processes beside them.
  *
- * Here the caller publishes a job of ``n`` items cut into chunks, wakes the idle workers and
- * works on chunks itself; every thread claims the next chunk with one atomic increment. A
- * worker that wakes after the last chunk was claimed does nothing and the caller does not wait
- * for it: the call ends when every claimed chunk is done. So with all workers descheduled the
- * call costs the single-threaded time, never more than a preempted chunk (chunks are short).
- * Idle workers sleep on a condition variable: they never spin.
+ * Here the caller publishes a job of ``n`` items cut into chunks, wakes idle workers and works
+ * on chunks itself; every thread claims the next chunk with one atomic increment. A worker that
+ * wakes after the last chunk was claimed does nothing and the caller does not wait for it: the
+ * call ends when every claimed chunk is done. So with every worker descheduled a call costs
+ * the single-threaded time; the one wait left is for a worker preempted inside its chunk.
+ * After a job a worker polls for the next one for PP_WORKER_SPIN_NS (kernels often come in a
+ * row), then sleeps on a condition variable; workers stay off the caller's CPU (see
+ * pp_place_workers).
  *
  * Which thread runs a chunk never changes the output: kernels write each item's own slots and
  * combine per-chunk results with order-free operations (integer sums, maxima).
@@ -71,6 +73,15 @@ static int pp_atfork_registered = 0; /* guarded by pp_lock */
 static int pp_placement = -1;        /* keep workers off the caller's CPU; -1: not read yet */
 static int pp_workers_off_cpu = -1;  /* the CPU the workers' affinity leaves out, -1: none */
 
+static inline void pp_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__) || defined(__arm__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 static int64_t pp_now_ns(void)
 {
     struct timespec now;
@@ -87,7 +98,7 @@ static int pp_spin_until(int (*done)(const void *), const void *argument, int64_
         for (polls = 0; polls < 64; polls++) {
             if (done(argument))
                 return 1;
-            __builtin_ia32_pause();
+            pp_cpu_relax();
         }
         if (pp_now_ns() >= deadline)
             return done(argument);
@@ -116,15 +127,13 @@ static void pp_run_chunks(pp_job *job, int worker)
     }
 }
 
-static void *pp_worker_main(void *unused)
+static void *pp_worker_main(void *first_generation)
 {
-    uint64_t seen;
+    /* the generation before the job being published as this worker starts: it may join it */
+    uint64_t seen = (uint64_t)(uintptr_t)first_generation;
     pp_job *job;
     int worker;
-    (void)unused;
-    pthread_setname_np(pthread_self(), PP_THREAD_NAME);
     pthread_mutex_lock(&pp_lock);
-    seen = pp_generation;
     for (;;) {
         while (pp_generation == seen || pp_current == NULL)
             pthread_cond_wait(&pp_wake, &pp_lock);
@@ -174,7 +183,10 @@ static void pp_start_workers(int wanted)  /* call with pp_lock held */
         return;
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, 256 * 1024);  /* kernels use little stack */
-    while (pp_workers < wanted && pthread_create(&thread, &attr, pp_worker_main, NULL) == 0) {
+    while (pp_workers < wanted
+           && pthread_create(&thread, &attr, pp_worker_main,
+                             (void *)(uintptr_t)pp_generation) == 0) {
+        pthread_setname_np(thread, PP_THREAD_NAME);
         pp_threads[pp_workers++] = thread;
         pp_workers_off_cpu = -1;  /* the new one has the full mask */
     }
@@ -217,7 +229,7 @@ static void pp_parallel_for(int64_t items, int threads, pp_chunk_fn fn, void *co
 {
     static const struct timespec pp_wait_limit = {0, 1000000};  /* re-check every 1 ms */
     pp_job job;
-    int inside;
+    int inside, wake;
     if (items <= 0)
         return;
     if (threads > PP_MAX_WORKERS + 1)
@@ -247,7 +259,10 @@ static void pp_parallel_for(int64_t items, int threads, pp_chunk_fn fn, void *co
     pp_place_workers();
     pp_current = &job;
     __atomic_store_n(&pp_generation, pp_generation + 1, __ATOMIC_RELAXED);
-    pthread_cond_broadcast(&pp_wake);
+    /* wake as many sleeping workers as the job can use (workers still polling after their
+     * last job see the new generation without a wake-up) */
+    for (wake = 0; wake < job.helpers_wanted && wake < pp_workers; wake++)
+        pthread_cond_signal(&pp_wake);
     pthread_mutex_unlock(&pp_lock);
 
     pp_run_chunks(&job, 0);
