@@ -5,38 +5,17 @@ create the node, spin until Ctrl-C or an external shutdown, then destroy the nod
 ``rclpy.try_shutdown()``. A node that cannot start raises :class:`NodeStartupError` after
 logging why; ``run_node`` then returns exit code 1 without a traceback.
 
-:func:`keep_large_buffers` keeps freed multi-megabyte message buffers inside the process (glibc
-malloc tuning). Every frame a node allocates and frees buffers of the same few megabytes (rclpy
-copies ``msg.data`` into a new array, then into the C message). glibc serves such sizes with fresh
-``mmap`` pages and returns them on free, so each frame pays a page fault per 4 KiB touched:
-measured in the demo, packing a VGA cloud took 1.9 ms instead of 0.4 ms and publishing it 4.8 ms
-instead of 2.2 ms. With mmap disabled for the heap and a high trim threshold, freed buffers are
-reused from the heap and stay mapped; the process keeps its peak memory instead of returning it.
-Called by :func:`run_node` (never at import). No-op outside glibc.
+:func:`pointcloud_pipeline.memory.keep_large_buffers` (glibc malloc tuning: freed
+multi-megabyte message buffers stay mapped instead of page-faulting in every frame) is called by
+:func:`run_node`, never at import.
 """
-import ctypes
-import ctypes.util
 import signal
-import sys
 import threading
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
-M_TRIM_THRESHOLD = -1
-M_MMAP_MAX = -4
-
-
-def keep_large_buffers(trim_threshold=1 << 30):
-    """Tune glibc malloc as described above; returns True when applied."""
-    if not sys.platform.startswith('linux'):
-        return False
-    try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6').mallopt
-    except (OSError, AttributeError):  # not glibc (e.g. musl has no mallopt)
-        return False
-    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, trim_threshold))
+from ..memory import keep_large_buffers
 
 
 class NodeStartupError(RuntimeError):

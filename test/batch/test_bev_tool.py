@@ -1,6 +1,6 @@
 """The bev batch command end to end: real KITTI scans and corrupted files in a temp dir, the real
 CLI in a subprocess, atomic outputs, settings-aware resume, --overwrite, exit codes, processes,
-Dask."""
+Dask; --format png|npy|npz and the PNG encoders (the cv2 fallback with fpng made unimportable)."""
 from concurrent.futures import ThreadPoolExecutor
 import os
 import re
@@ -16,6 +16,7 @@ import pytest
 
 from conftest import REPO_ROOT
 from optional import missing
+from pointcloud_pipeline import bev_files
 from pointcloud_pipeline.batch import bev as batch_bev, cli, runner
 from pointcloud_pipeline.batch.bev import ScanError, read_kitti_scan
 from pointcloud_pipeline.bev import BevGrid, bev_image
@@ -71,8 +72,18 @@ def summary_of(stdout, stderr=''):
     return dict(total=total, written=written, skipped=skipped, failed=failed)
 
 
-def expected_image(scan_path, grid=BevGrid()):
-    return bev_image(np.fromfile(scan_path, np.float32).reshape(-1, 4), grid)
+def expected_image(scan_path, grid=BevGrid(), dtype=np.uint8):
+    return bev_image(np.fromfile(scan_path, np.float32).reshape(-1, 4), grid, dtype=dtype)
+
+
+def read_output(path):
+    """The image in an output file of any format: bgr8 uint8 (png) or float32 (npy, npz)."""
+    if path.suffix == '.npy':
+        return np.load(path)
+    if path.suffix == '.npz':
+        with np.load(path) as arrays:
+            return arrays['bev']
+    return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
 
 
 def visible_names(out_dir):
@@ -84,13 +95,17 @@ def visible_names(out_dir):
     return [n for n in names if not n.startswith('.')]
 
 
-def assert_outputs(out_dir, scans_dir, names=GOOD, grid=BevGrid()):
-    """Exactly one complete PNG per good scan, equal to the kernel's image; nothing else."""
-    assert visible_names(out_dir) == sorted(f'{n}.png' for n in names)
+def assert_outputs(out_dir, scans_dir, names=GOOD, grid=BevGrid(), file_format='png',
+                   others=()):
+    """Exactly one complete file of ``file_format`` per good scan, equal to the kernel's image
+    (uint8 for png, float32 for npy and npz); nothing else but the names in ``others``."""
+    expected_names = sorted(f'{n}.{file_format}' for n in names)
+    assert [n for n in visible_names(out_dir) if n not in others] == expected_names
     for name in names:
-        decoded = cv2.imread(str(out_dir / f'{name}.png'), cv2.IMREAD_UNCHANGED)
+        decoded = read_output(out_dir / f'{name}.{file_format}')
         assert decoded is not None, name
-        np.testing.assert_array_equal(decoded, expected_image(scans_dir / f'{name}.bin', grid))
+        np.testing.assert_array_equal(decoded, expected_image(
+            scans_dir / f'{name}.bin', grid, bev_files.FORMAT_DTYPES[file_format]))
 
 
 def test_directory_with_real_and_corrupted_scans(scans_dir, tmp_path):
@@ -122,6 +137,81 @@ def test_directory_with_real_and_corrupted_scans(scans_dir, tmp_path):
     assert summary(rewritten)['written'] == 1
     assert (out_dir / '000001.png').stat().st_mtime_ns != stamps['000001.png']
     assert_outputs(out_dir, scans_dir)
+
+
+@pytest.mark.parametrize('file_format', ['npy', 'npz'])
+def test_npy_and_npz_of_real_and_corrupted_scans(scans_dir, tmp_path, file_format):
+    out_dir = tmp_path / 'bev'
+    result = run_cli(scans_dir, '-o', out_dir, '--workers', '2', '--format', file_format)
+    assert result.returncode == 1, result.stderr
+    assert summary(result) == dict(total=7, written=3, skipped=0, failed=4)
+    for name, reason in BAD.items():
+        line = next(l for l in result.stderr.splitlines() if f'{name}.bin' in l)
+        assert line.startswith('error: ') and reason in line, line
+    assert_outputs(out_dir, scans_dir, file_format=file_format)  # no temporary file left
+    again = run_cli(scans_dir, '-o', out_dir, '--format', file_format)
+    assert summary(again) == dict(total=7, written=0, skipped=3, failed=4)
+
+
+def test_resume_redoes_outputs_when_the_format_or_png_encoder_changes(scans_dir, tmp_path,
+                                                                     capsys):
+    out_dir = tmp_path / 'bev'
+    scans = [str(scans_dir / f'{name}.bin') for name in GOOD]
+    pngs = [f'{name}.png' for name in GOOD]
+
+    def run(*args):
+        code = batch_bev.main([*scans, '-o', str(out_dir), '--no-progress', *args])
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        result = summary_of(captured.out, captured.err)
+        return result['written'], result['skipped']
+
+    assert run() == (3, 0)
+    assert run('--format', 'npy') == (3, 0)
+    assert_outputs(out_dir, scans_dir, file_format='npy', others=pngs)
+    assert run('--format', 'npy') == (0, 3)
+    assert run() == (0, 3)  # the PNGs are still those of these settings
+    assert run('--format', 'npz') == (3, 0)
+    assert run('--format', 'npz', '--preset', 'complex-yolo') == (3, 0)
+    assert run('--png-encoder', 'cv2') == (3, 0)  # other bytes, the same picture
+    assert_outputs(out_dir, scans_dir, others=[f'{name}.{suffix}' for name in GOOD
+                                               for suffix in ('npy', 'npz')])
+    cv2_pngs = {name: (out_dir / name).read_bytes() for name in pngs}
+    assert cv2_pngs['000000.png'] == bytes(bev_files.encode_png(
+        expected_image(scans_dir / '000000.bin'), 'cv2'))
+    assert run('--png-encoder', 'cv2') == (0, 3)
+    if bev_files.fpng_installed():
+        assert run() == (3, 0)
+        assert run('--png-encoder', 'fpng') == (0, 3)  # the default spelled out
+        assert all((out_dir / name).read_bytes() != cv2_pngs[name] for name in pngs)
+    assert_outputs(out_dir, scans_dir, others=[f'{name}.{suffix}' for name in GOOD
+                                               for suffix in ('npy', 'npz')])
+
+
+def test_without_fpng_pngs_are_written_by_cv2(scans_dir, tmp_path):
+    out_dir = tmp_path / 'bev'
+    without_fpng = (
+        'import sys\n'
+        'class Blocker:\n'
+        '    def find_spec(self, name, path=None, target=None):\n'
+        '        if name.split(".")[0] == "fpng":\n'
+        '            raise ImportError("fpng is blocked: as if it were not installed")\n'
+        'sys.meta_path.insert(0, Blocker())\n'
+        'from pointcloud_pipeline.batch.cli import main\n'
+        'sys.exit(main())\n')
+
+    def run(*args):
+        return subprocess.run([sys.executable, '-c', without_fpng, 'bev', *map(str, args)],
+                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+
+    result = run(scans_dir / '000000.bin', scans_dir / '000001.bin', '-o', out_dir)
+    assert result.returncode == 0, result.stderr
+    assert_outputs(out_dir, scans_dir, names=('000000', '000001'))
+    assert (out_dir / '000001.png').read_bytes() == bytes(bev_files.encode_png(
+        expected_image(scans_dir / '000001.bin'), 'cv2'))
+    refused = run(scans_dir / '000000.bin', '-o', out_dir, '--png-encoder', 'fpng')
+    assert refused.returncode == 2
+    assert 'pip install fpng==0.1.0' in refused.stderr
 
 
 def test_resume_redoes_images_of_other_settings_or_changed_files(scans_dir, tmp_path, capsys):
@@ -196,6 +286,8 @@ def test_processes_executor_and_grid_options(scans_dir, tmp_path):
     (['--workers', '0'], 'must be >= 1'),
     (['--executor', 'gpu'], 'invalid choice'),
     (['--preset', 'complex-yolo', '--x-range', '0', '40'], '--resolution'),
+    (['--format', 'tif'], 'invalid choice'),
+    (['--format', 'npy', '--png-encoder', 'cv2'], '--png-encoder applies to --format png'),
 ])
 def test_usage_errors_exit_2(scans_dir, tmp_path, args, message):
     result = run_cli(scans_dir, '-o', tmp_path / 'out', *args)
@@ -213,16 +305,19 @@ def test_missing_inputs_are_reported(tmp_path):
     assert not (tmp_path / 'out').exists()
 
 
-def test_unwritable_output_is_reported_and_leaves_no_temp_file(scans_dir, tmp_path, capsys):
+@pytest.mark.parametrize('file_format', bev_files.FORMATS)
+def test_unwritable_output_is_reported_and_leaves_no_temp_file(scans_dir, tmp_path, capsys,
+                                                               file_format):
     out_dir = tmp_path / 'out'
-    (out_dir / '000001.png').mkdir(parents=True)  # os.replace onto a directory fails
+    (out_dir / f'000001.{file_format}').mkdir(parents=True)  # os.replace onto a directory fails
     code = batch_bev.main([str(scans_dir / '000001.bin'), str(scans_dir / '000000.bin'),
-                           '-o', str(out_dir), '--overwrite', '--no-progress'])
+                           '-o', str(out_dir), '--overwrite', '--no-progress',
+                           '--format', file_format])
     captured = capsys.readouterr()
     assert code == 1
     assert '000001.bin' in captured.err and 'IsADirectoryError' in captured.err
-    assert visible_names(out_dir) == ['000000.png', '000001.png']
-    assert (out_dir / '000001.png').is_dir()
+    assert visible_names(out_dir) == [f'000000.{file_format}', f'000001.{file_format}']
+    assert (out_dir / f'000001.{file_format}').is_dir()
     assert '1 written, 0 skipped (up to date), 1 failed' in captured.out
 
 
@@ -248,7 +343,8 @@ def test_same_stem_in_two_directories_is_reported(scans_dir, tmp_path, capsys):
     assert visible_names(tmp_path / 'out') == ['000001.png']
 
 
-INTERRUPTED_SCANS = 240  # about 6 s of work for one worker: the signal comes long before the end
+# about 2 s of work for one worker with fpng (6 s with cv2): the signal comes long before the end
+INTERRUPTED_SCANS = 240
 
 
 def test_interrupted_run_leaves_only_complete_images_and_resumes(scans_dir, tmp_path):
@@ -264,7 +360,7 @@ def test_interrupted_run_leaves_only_complete_images_and_resumes(scans_dir, tmp_
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not list(out_dir.glob('*.png')):
         time.sleep(0.005)
-    process.send_signal(signal.SIGINT)  # after the first image, ~25 ms per scan of ~6 s
+    process.send_signal(signal.SIGINT)  # after the first image, ~8-25 ms per scan
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, (process.returncode, stdout, stderr)
     written = [out_dir / name for name in visible_names(out_dir)]  # and no temporary files
