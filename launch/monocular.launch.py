@@ -1,7 +1,7 @@
 """Monocular depth to point cloud: depth_estimator_node -> pipeline_node (+ optional rviz2).
 
     ros2 launch pointcloud_pipeline monocular.launch.py \
-        model_path:=/path/to/model-small.onnx profile:=midas_v21_small \
+        model_path:=/path/to/model-small.onnx profile:=midas_v21_small engine:=onnxruntime \
         image:=/camera/color/image_rect camera_info:=/camera/color/camera_info rviz:=true
 
 Wiring (inside ``namespace``): the estimator's ``depth/image`` -> the pipeline's
@@ -24,7 +24,10 @@ ARGUMENTS = [
     ('model_path', '', 'ONNX monocular depth model file (required)'),
     ('profile', 'midas_v21_small', 'model profile: midas_v21_small, depth_anything_v2_small, '
                                    'fastdepth_256x320, fastdepth_224x224 or a YAML path'),
-    ('device', '', "tinygrad device ('' = tinygrad default; CPU, CUDA, METAL, ...)"),
+    ('engine', 'tinygrad', "inference engine: tinygrad (any tinygrad device) or onnxruntime "
+                           "(CPU only, faster there; pip install onnxruntime==1.31.1)"),
+    ('device', '', "tinygrad device ('' = tinygrad default; CPU, CUDA, METAL, ...); engine "
+                   "onnxruntime: '' or CPU"),
     ('max_rate', '0.0', 'most depth images per second, Hz (0 = as fast as inference allows)'),
     ('namespace', '', 'namespace of both nodes and their depth/points topics'),
     ('rviz', 'false', 'start rviz2 showing the depth image and the point cloud'),
@@ -65,6 +68,7 @@ def generate_launch_description():
         parameters=[{
             'model_path': ParameterValue(LaunchConfiguration('model_path'), value_type=str),
             'profile': ParameterValue(LaunchConfiguration('profile'), value_type=str),
+            'engine': ParameterValue(LaunchConfiguration('engine'), value_type=str),
             'device': ParameterValue(LaunchConfiguration('device'), value_type=str),
             'max_rate': ParameterValue(LaunchConfiguration('max_rate'), value_type=float),
         }],

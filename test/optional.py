@@ -13,7 +13,8 @@ OPTIONAL_PACKAGES = {
     'dask': 'pip install dask==2026.8.0 distributed==2026.8.0 (bev --dask-scheduler)',
     'tinygrad': 'pip install tinygrad==0.14.0 (monocular depth)',
     'onnx': 'pip install onnx==1.23.2 (the monocular tests build ONNX models with it)',
-    'onnxruntime': 'pip install onnxruntime==1.31.1 (the reference for the monocular tests)',
+    'onnxruntime': 'pip install onnxruntime==1.31.1 (monocular engine onnxruntime; the reference '
+                   'of the monocular tests)',
     'hypothesis': 'pip install hypothesis==6.170.0 (property-based fuzzing)',
 }
 

@@ -134,16 +134,21 @@ def preprocess(image, encoding, profile):
     region = _to_network_channels(region, rgb_index, profile)
     gain = np.float32(profile.scale) / np.asarray(profile.std, np.float32)
     offset = -np.asarray(profile.mean, np.float32) / np.asarray(profile.std, np.float32)
-    if (tw, th) == (net_w, net_h):
-        network = region.astype(np.float32)
-    else:
-        network = np.full((net_h, net_w, 3), profile.pad_value, np.float32)
-        network[ty:ty + th, tx:tx + tw] = region
-    network *= gain
-    network += offset
     if profile.layout == 'NCHW':
-        network = network.transpose(2, 0, 1)
-    return np.ascontiguousarray(network[None]), placement
+        network = np.empty((1, 3, net_h, net_w), np.float32)
+        planes = network[0]
+    else:
+        network = np.empty((1, net_h, net_w, 3), np.float32)
+        planes = network[0].transpose(2, 0, 1)
+    letterboxed = (tw, th) != (net_w, net_h)
+    # one channel plane at a time: numpy's inner loop over a length-3 axis is ~10x slower
+    for channel, plane in enumerate(planes):
+        if letterboxed:  # the border: (pad_value * scale - mean) / std
+            plane[...] = np.float32(profile.pad_value) * gain[channel] + offset[channel]
+            plane = plane[ty:ty + th, tx:tx + tw]
+        np.multiply(region[:, :, channel], gain[channel], out=plane, dtype=np.float32)
+        plane += offset[channel]
+    return network, placement
 
 
 def output_to_depth(raw, profile, focal_px=None, disparity_scale=1.0):
@@ -156,7 +161,10 @@ def output_to_depth(raw, profile, focal_px=None, disparity_scale=1.0):
     """
     raw = np.asarray(raw, dtype=np.float32)
     with np.errstate(divide='ignore', invalid='ignore', over='ignore'):
-        if profile.output_kind == 'metric':
+        if profile.output_kind == 'metric' and (profile.output_scale, profile.output_shift) == (
+                1.0, 0.0):
+            depth = raw  # already metres (FastDepth): two passes over the image saved
+        elif profile.output_kind == 'metric':
             depth = raw * np.float32(profile.output_scale) + np.float32(profile.output_shift)
         elif profile.output_kind == 'inverse_relative':
             inverse = raw * np.float32(profile.output_scale) + np.float32(profile.output_shift)
@@ -170,12 +178,13 @@ def output_to_depth(raw, profile, focal_px=None, disparity_scale=1.0):
             disparity = raw * np.float32(disparity_scale)
             depth = np.where(disparity > 0, np.float32(profile.baseline_m * focal) / disparity,
                              np.float32(np.nan))
-        invalid = ~np.isfinite(depth) | (depth <= 0) | (depth < profile.min_depth_m)
-        if profile.max_depth_m is not None:
-            invalid |= depth > profile.max_depth_m
-    depth = depth.astype(np.float32, copy=False)
-    depth[invalid] = np.nan
-    return depth
+    # valid: finite, > 0, >= min_depth_m and <= max_depth_m (comparisons with NaN are false)
+    lowest, highest = np.float32(profile.min_depth_m), np.float32(np.inf)
+    if profile.max_depth_m is not None:
+        highest = np.float32(min(profile.max_depth_m, float(np.finfo(np.float32).max)))
+    valid = depth > 0 if lowest <= 0 else depth >= lowest
+    valid &= depth <= highest if highest < np.inf else depth < highest
+    return np.where(valid, depth, np.float32(np.nan))
 
 
 def _squeeze_output(raw):

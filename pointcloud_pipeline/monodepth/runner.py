@@ -1,20 +1,29 @@
-"""The tinygrad runner: an ONNX monocular depth network run by ``tinygrad.nn.onnx.OnnxRunner``
-under ``TinyJit``, with its profile's pre- and post-processing (:mod:`.processing`).
+"""The depth estimator: an ONNX monocular depth network run by an inference engine
+(:mod:`.engines`: tinygrad, the default, or onnxruntime on the CPU), with its profile's pre- and
+post-processing (:mod:`.processing`).
 
 :class:`DepthEstimator` loads the ONNX file, checks it against the :class:`.ModelProfile` (input
 name, rank, shape, layout, dtype; output name or index) and returns ``H x W float32`` metres at
 the camera resolution, pixel-aligned with the camera image (optical frame: x right, y down,
-z forward), NaN where there is no valid depth.
+z forward), NaN where there is no valid depth. Both engines get the same checks, the same
+pre/post-processing code and the same contract (thread-safe :meth:`~DepthEstimator.predict`,
+:meth:`~DepthEstimator.warm_up` before timing-critical use); their outputs agree to 1e-4 on the
+test models.
 
-Devices: ``DepthEstimator(device=None)`` uses tinygrad's default device: the ``DEV`` environment
-variable when set (``DEV=CPU``, ``DEV=CUDA``, ``DEV=METAL``, ``DEV=CPU:LLVM`` for the LLVM back
-end...), otherwise the first usable one of METAL, AMD, NV, CUDA, QCOM, CL, CPU. ``device='CUDA'``
-(etc.) selects one explicitly. tinygrad's CPU device compiles kernels with the ``clang`` binary
-(``make setup`` installs it). Compiled kernels are cached in ``~/.cache/tinygrad`` (``CACHEDB``
-moves the cache); ``NUM_CPU_THREADS`` caps the CPU device's threads.
+Devices (engine ``tinygrad``): ``device=None`` uses tinygrad's default device: the ``DEV``
+environment variable when set (``DEV=CPU``, ``DEV=CUDA``, ``DEV=METAL``...), otherwise the first
+usable one of METAL, AMD, NV, CUDA, QCOM, CL, CPU. ``device='CUDA'`` (etc.) selects one
+explicitly. tinygrad's CPU device compiles kernels with the ``clang`` binary (``make setup``
+installs it). Compiled kernels are cached in ``~/.cache/tinygrad`` (``CACHEDB`` moves the cache).
+tinygrad's fastest CPU setting measured here is ``BEAM=2`` (environment variable): 1.6x faster
+kernels, after a kernel search of minutes at the first start for each model (cached: later starts
+with ``BEAM=2`` take seconds), so it is not the default; tinygrad 0.14's CPU device runs the
+kernels on one thread (``NUM_CPU_THREADS`` changes nothing). Engine ``onnxruntime`` runs on the
+CPU only (``device`` None, '' or 'CPU'): on a CPU-only robot it is several times faster than
+tinygrad (README, bench/bench_monodepth.py).
 
-tinygrad is an optional dependency: it is imported when a device is selected, not when this
-module is.
+The engines' packages are optional dependencies: each is imported when an estimator is built
+with it, not when this module is.
 """
 import os
 from pathlib import Path
@@ -23,32 +32,11 @@ import time
 
 import numpy as np
 
+from .engines import ENGINES, check_engine_name, open_engine, select_device
 from .processing import postprocess, preprocess
 from .profiles import ModelProfile, load_profile
 
-
-def select_device(device=None):
-    """Canonical tinygrad device name, checked by compiling and running a one-element kernel.
-
-    device: None or '' for tinygrad's default (``DEV`` env var, else the first usable device), or a
-    name such as 'CPU', 'CUDA', 'METAL', 'CUDA:1'. Raises RuntimeError saying what is missing (the
-    CPU device needs the clang binary) when the device cannot run kernels.
-    """
-    from tinygrad import Device, Tensor
-    try:
-        name = Device.canonicalize(device or None)
-        probe = (Tensor([1.0], device=name) + 1.0).tolist()
-        if probe != [2.0]:
-            raise RuntimeError(f'probe kernel returned {probe}, expected [2.0]')
-    except Exception as exc:  # tinygrad raises RuntimeError, FileNotFoundError (clang), ...
-        requested = device or os.environ.get('DEV') or 'default'
-        hint = ''
-        if str(requested).upper().startswith(('CPU', 'DEFAULT')):
-            hint = (' tinygrad\'s CPU device compiles kernels with the clang binary: install it '
-                    '(make setup, or apt-get install clang).')
-        raise RuntimeError(f'tinygrad device {requested!r} cannot run kernels: '
-                           f'{type(exc).__name__}: {exc}.{hint}') from None
-    return name
+__all__ = ['DepthEstimator', 'ENGINES', 'select_device']
 
 
 def _check_model_file(model_path):
@@ -65,40 +53,39 @@ def _check_model_file(model_path):
 
 
 class DepthEstimator:
-    """A monocular depth network (ONNX file) run by tinygrad, with its profile's pre- and
-    post-processing.
+    """A monocular depth network (ONNX file) run by an inference engine, with its profile's pre-
+    and post-processing.
 
     model_path: the .onnx file. profile: a :class:`ModelProfile`, a profile name or a YAML path.
-    device: tinygrad device (None: tinygrad's default, see the module docstring).
+    device: tinygrad device (None: tinygrad's default, see the module docstring); with engine
+    'onnxruntime' only None, '' or 'CPU'. engine: 'tinygrad' (default) or 'onnxruntime'.
 
-    Construction loads and checks everything: FileNotFoundError (missing model or profile),
-    ValueError (unreadable ONNX, or a profile that does not fit the model's inputs/outputs),
-    RuntimeError (device unusable, e.g. no clang for CPU). :meth:`predict` is thread-safe
-    (calls are serialised); call :meth:`warm_up` once before timing-critical use.
+    Construction loads and checks everything: ValueError (unknown engine, unreadable ONNX, a
+    profile that does not fit the model's inputs/outputs, a device the engine cannot use),
+    FileNotFoundError (missing model or profile), ModuleNotFoundError (the engine's package is
+    not installed: the message names the pip command), RuntimeError (tinygrad device unusable,
+    e.g. no clang for CPU). :meth:`predict` is thread-safe (calls are serialised); call
+    :meth:`warm_up` once before timing-critical use.
     """
 
-    def __init__(self, model_path, profile, device=None):
+    def __init__(self, model_path, profile, device=None, engine='tinygrad'):
+        self.engine = check_engine_name(engine)
         self.profile = profile if isinstance(profile, ModelProfile) else load_profile(profile)
         self.model_path = _check_model_file(model_path)
-        self.device = select_device(device)
-        from tinygrad import TinyJit
-        from tinygrad.nn.onnx import OnnxRunner
-        try:
-            runner = OnnxRunner(self.model_path)
-        except Exception as exc:  # the protobuf parser raises assorted errors on garbage
-            raise ValueError(f'{self.model_path} is not a readable ONNX model: '
-                             f'{type(exc).__name__}: {exc}') from None
-        self.input_name, self.input_shape, self._input_dtype = self._match_input(runner)
-        self.output_name = self._match_output(runner)
-        self._runner = runner.to(self.device)
-        self._jit = TinyJit(self._forward)
+        self._engine = open_engine(engine, self.model_path, device)
+        self.device = self._engine.device
+        self.input_name, self.input_shape, self._input_dtype = self._match_input()
+        self.output_name = self._match_output()
+        self._engine.bind(self.input_name, self.output_name)
         self._lock = threading.Lock()
 
-    def _match_input(self, runner):
-        from tinygrad import dtypes
+    def _where(self):
+        return f'{self.model_path.name} (profile {self.profile.name!r})'
+
+    def _match_input(self):
         profile = self.profile
-        inputs = runner.graph_inputs
-        where = f'{self.model_path.name} (profile {profile.name!r})'
+        inputs = self._engine.inputs
+        where = self._where()
         listing = ', '.join(f'{n} {tuple(v.shape)}' for n, v in inputs.items()) or 'none'
         if profile.input_name is None:
             if len(inputs) != 1:
@@ -126,18 +113,14 @@ class DepthEstimator:
                     f'{where}: input {name!r} has shape {tuple(spec.shape)} but the profile '
                     f'(input_size {list(profile.input_size)}, layout {profile.layout}) needs '
                     f'{expected}: mismatch on axis {axis} ({model_dim} != {wanted})')
-        if spec.dtype == dtypes.float32:
-            dtype = np.float32
-        elif spec.dtype == dtypes.float16:
-            dtype = np.float16
-        else:
-            raise ValueError(f'{where}: input {name!r} has dtype {spec.dtype}, only float32 and '
-                             f'float16 inputs are supported')
-        return name, expected, dtype
+        if spec.dtype is None:
+            raise ValueError(f'{where}: input {name!r} has dtype {spec.dtype_name}, only float32 '
+                             f'and float16 inputs are supported')
+        return name, expected, spec.dtype
 
-    def _match_output(self, runner):
-        outputs = runner.graph_outputs
-        where = f'{self.model_path.name} (profile {self.profile.name!r})'
+    def _match_output(self):
+        outputs = self._engine.outputs
+        where = self._where()
         wanted = self.profile.output
         if isinstance(wanted, str):
             if wanted not in outputs:
@@ -149,27 +132,28 @@ class DepthEstimator:
                              f'{len(outputs)} output(s): {", ".join(outputs)}')
         return outputs[wanted]
 
-    def _forward(self, network_input):
-        return self._runner({self.input_name: network_input})[self.output_name]
+    @property
+    def warm_up_description(self):
+        """What :meth:`warm_up` does in this engine (for log lines)."""
+        return self._engine.warm_up_description
 
     def run_network(self, network_input):
         """Run the network on a preprocessed ``input_shape`` array; returns its raw output (a
-        new numpy array). The first calls compile (see :meth:`warm_up`)."""
-        from tinygrad import Tensor
+        new float32 numpy array). The first calls compile (see :meth:`warm_up`)."""
         network_input = np.ascontiguousarray(network_input, dtype=self._input_dtype)
         if network_input.shape != self.input_shape:
             raise ValueError(f'network input must have shape {self.input_shape}, got '
                              f'{network_input.shape}')
         with self._lock:
-            output = self._jit(Tensor(network_input, device=self.device))
-            # the JIT reuses its output buffer: copy it out before the next call
-            return output.numpy().astype(np.float32, copy=True)
+            return self._engine.run(network_input)
 
     def warm_up(self):
-        """Compile and capture the JIT on a dummy frame (three runs); returns the seconds taken."""
+        """Run the network on a dummy frame until it is ready for timing-critical use (tinygrad:
+        compile and capture the JIT, three runs; onnxruntime: one run); returns the seconds
+        taken."""
         start = time.perf_counter()
         dummy = np.zeros(self.input_shape, self._input_dtype)
-        for _ in range(3):  # TinyJit: 1st run plain (compiles), 2nd captures, 3rd replays
+        for _ in range(self._engine.warm_up_runs):
             self.run_network(dummy)
         return time.perf_counter() - start
 

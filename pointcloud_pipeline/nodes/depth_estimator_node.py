@@ -5,7 +5,9 @@ Subscribes ``image`` (rgb8, bgr8, rgba8, bgra8, mono8) and ``camera_info``; publ
 optical frame), ``depth/camera_info`` (the camera's intrinsics rescaled to the depth image size,
 same header) and ``/diagnostics`` (frames received, published and dropped per reason, the
 receive -> publish latency ``latency_ms`` and the network's ``inference_latency_ms``; the
-hardware id is the tinygrad device). All maths is in :mod:`pointcloud_pipeline.monodepth`; this
+hardware id is the engine's device). The network runs in the ``engine`` parameter's inference
+engine: ``tinygrad`` (default; any tinygrad device) or ``onnxruntime`` (CPU only; the faster one
+on a CPU-only robot). All maths is in :mod:`pointcloud_pipeline.monodepth`; this
 node holds parameters, QoS, callbacks, threading and message packing.
 
 Inference runs in a worker thread, so the executor keeps serving other callbacks. At most one frame
@@ -13,8 +15,8 @@ waits while the network is busy: a newer frame replaces it (the older one is dro
 ``busy``); frames arriving sooner than ``max_rate`` allows are dropped too (``rate``). Both are
 normal operation and leave the diagnostics level OK. Bad frames (``bad_frame``) and frames the
 network or the publisher failed on (``error``) are dropped with a throttled log line; the node
-keeps running. A node that cannot start (model, profile, device, parameters) logs one fatal line
-and its executable exits with status 1.
+keeps running. A node that cannot start (model, profile, engine, device, parameters) logs one
+fatal line and its executable exits with status 1.
 """
 import sys
 import threading
@@ -25,7 +27,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from ..camera import scale_intrinsics
 from ..layouts import COLOR_ENCODINGS
-from ..monodepth import DepthEstimator
+from ..monodepth import DepthEstimator, ENGINES
 from ..ros.camera_messages import array_to_image, image_to_array
 from ..ros.diagnostics import DiagnosticsReporter, FrameStatistics, ReasonWarnings
 from ..ros.executable import NodeStartupError, run_node
@@ -44,8 +46,11 @@ def declare_depth_estimator_parameters(params):
     d('profile', 'midas_v21_small', 'model profile: a shipped name (midas_v21_small, '
       'depth_anything_v2_small, fastdepth_256x320, fastdepth_224x224) or a profile YAML path',
       read_only=True)
+    d('engine', 'tinygrad', "inference engine: 'tinygrad' (any tinygrad device) or "
+      "'onnxruntime' (CPU only; pip install onnxruntime==1.31.1)", choices=ENGINES,
+      read_only=True)
     d('device', '', "tinygrad device ('' = tinygrad default: DEV env var, else first usable; "
-      "'CPU', 'CUDA', 'METAL', ...)", read_only=True)
+      "'CPU', 'CUDA', 'METAL', ...); engine onnxruntime: '' or 'CPU'", read_only=True)
     d('output_width', 0, 'depth image width in pixels (0 = camera image width; set both or '
       'neither)', value_range=(0, 16384), read_only=True)
     d('output_height', 0, 'depth image height in pixels (0 = camera image height)',
@@ -71,7 +76,7 @@ class DepthEstimatorNode(Node):
         super().__init__('depth_estimator_node', **kwargs)
         try:
             self._configure()
-        except (FileNotFoundError, ValueError, RuntimeError, OSError) as exc:
+        except (FileNotFoundError, ValueError, RuntimeError, OSError, ImportError) as exc:
             self._fail_startup(str(exc))
         except Exception as exc:  # anything else: still one clear line, no traceback
             self._fail_startup(f'{type(exc).__name__}: {exc}')
@@ -118,20 +123,20 @@ class DepthEstimatorNode(Node):
         if not model_path:
             raise ValueError('parameter model_path is empty: give the ONNX model file '
                              '(--ros-args -p model_path:=/path/to/model.onnx)')
+        engine = get('engine').value
         self._estimator = DepthEstimator(model_path, get('profile').value,
-                                         device=get('device').value or None)
-        profile = self._estimator.profile
+                                         device=get('device').value or None, engine=engine)
+        estimator = self._estimator
         self.get_logger().info(
-            f'model {self._estimator.model_path} (profile {profile.name}, input '
-            f'{self._estimator.input_name} {self._estimator.input_shape}, output '
-            f'{self._estimator.output_name}, {profile.output_kind}) on tinygrad device '
-            f'{self._estimator.device}')
+            f'model {estimator.model_path} (profile {estimator.profile.name}, input '
+            f'{estimator.input_name} {estimator.input_shape}, output {estimator.output_name}, '
+            f'{estimator.profile.output_kind}) in {engine} on device {estimator.device}')
         try:
-            seconds = self._estimator.warm_up()
+            seconds = estimator.warm_up()
         except Exception as exc:  # e.g. an ONNX operator tinygrad does not implement
-            raise RuntimeError(f'the model does not run in tinygrad (warm-up failed): '
+            raise RuntimeError(f'the model does not run in {engine} (warm-up failed): '
                                f'{type(exc).__name__}: {exc}') from None
-        self.get_logger().info(f'warm-up (compile + JIT capture) took {seconds:.2f} s')
+        self.get_logger().info(f'warm-up ({estimator.warm_up_description}) took {seconds:.2f} s')
 
     # -- callbacks (executor threads) ------------------------------------------------------
 

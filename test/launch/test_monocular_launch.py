@@ -55,7 +55,8 @@ def test_declares_the_documented_arguments():
     from launch.actions import DeclareLaunchArgument
     description = load_description()
     names = {a.name for a in description.entities if isinstance(a, DeclareLaunchArgument)}
-    assert {'image', 'camera_info', 'model_path', 'profile', 'device', 'rviz', 'use_large_data_profile'} <= names
+    assert {'image', 'camera_info', 'model_path', 'profile', 'engine', 'device', 'rviz',
+            'use_large_data_profile'} <= names
     nodes = nodes_by_executable(description)
     assert set(nodes) == {'depth_estimator_node', 'pipeline_node', 'rviz2'}
     assert all(n.node_package in ('pointcloud_pipeline', 'rviz2') for n in nodes.values())
@@ -70,7 +71,7 @@ def test_wiring_and_parameters():
     estimator, pipeline = nodes['depth_estimator_node'], nodes['pipeline_node']
     params = parameters_of(estimator, context)
     assert params == {'model_path': '/models/model-small.onnx', 'profile': 'midas_v21_small',
-                      'device': '', 'max_rate': 0.0}
+                      'engine': 'tinygrad', 'device': '', 'max_rate': 0.0}
     assert isinstance(params['max_rate'], float)
     assert estimator.expanded_remapping_rules == [('image', '/cam/color/image_rect'),
                                                   ('camera_info', '/cam/color/info')]

@@ -120,6 +120,9 @@ def test_letterbox_pads_with_the_normalised_pad_value(color_bgr):
     content = reference_normalize(cv2.resize(rgb, (256, 192)), 1 / 255, IMAGENET['mean'],
                                   IMAGENET['std'])
     np.testing.assert_allclose(tensor[0, :, 32:224, :], content.transpose(2, 0, 1), atol=2e-6)
+    # NHWC: the same numbers, border included, transposed
+    nhwc, _ = preprocess(rgb, 'rgb8', profile(resize='letterbox', pad_value=114, layout='NHWC'))
+    np.testing.assert_array_equal(nhwc, tensor.transpose(0, 2, 3, 1))
 
 
 def test_crop_feeds_the_central_square(color_bgr):
@@ -154,6 +157,22 @@ def test_metric_output():
     expected = np.array([[2.5, 4.5, np.nan, np.nan], [np.nan, 6.5, np.nan, np.nan]], np.float32)
     np.testing.assert_array_equal(depth, expected)  # 0.9 < min, 8.5 > max, -1.5 <= 0
     assert depth.dtype == np.float32
+
+
+def test_depth_limits_are_inclusive_and_infinities_invalid():
+    raw = np.array([-np.inf, -0.0, 0.0, 1e-30, 0.5, 1.0, 8.0, 8.0001, 3e38, np.inf, np.nan],
+                   np.float32)
+    unlimited = output_to_depth(raw, profile(output_kind='metric'))
+    np.testing.assert_array_equal(np.isnan(unlimited), [True, True, True, False, False, False,
+                                                        False, False, False, True, True])
+    limited = output_to_depth(raw, profile(output_kind='metric', min_depth_m=1.0,
+                                           max_depth_m=8.0))
+    np.testing.assert_array_equal(np.isnan(limited), [True, True, True, True, True, False,
+                                                      False, True, True, True, True])
+    huge = output_to_depth(raw, profile(output_kind='metric', max_depth_m=1e300))
+    np.testing.assert_array_equal(huge, unlimited)
+    valid = ~np.isnan(limited)
+    np.testing.assert_array_equal(limited[valid], raw[valid])
 
 
 def test_inverse_relative_output():
@@ -264,10 +283,11 @@ def test_fit_inverse_relative_recovers_scale_and_shift(depth_m):
 
 
 def test_the_package_imports_without_tinygrad_or_ros():
-    """Profiles and processing are plain numpy/OpenCV: tinygrad is imported only by a runner."""
+    """Profiles and processing are plain numpy/OpenCV: the engines' packages are imported only
+    when an estimator is built."""
     code = ('import sys; import pointcloud_pipeline.monodepth as m; '
             'assert all(hasattr(m, name) for name in m.__all__); '
-            "print(sorted(n for n in ('tinygrad', 'rclpy') if n in sys.modules))")
+            "print(sorted(n for n in ('tinygrad', 'onnxruntime', 'rclpy') if n in sys.modules))")
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                             timeout=60, check=True)
     assert result.stdout.strip() == '[]'

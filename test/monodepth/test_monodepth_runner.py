@@ -1,6 +1,7 @@
 """monodepth.runner: DepthEstimator in tinygrad (OnnxRunner + TinyJit) against onnxruntime on
 encoder-decoder models built here with the onnx package, the real colour frames, and the
-construction-time checks."""
+construction-time checks; both engines (tinygrad, onnxruntime) give the same depths.
+(test_monodepth_engines.py: the onnxruntime engine on its own.)"""
 import os
 
 import cv2
@@ -90,6 +91,31 @@ def test_predict_on_a_real_frame_matches_onnxruntime(key, models, estimators, co
     np.testing.assert_array_equal(estimator.predict(color_rgb[:, :, ::-1], 'bgr8'), depth)
     small = estimator.predict(color_rgb, 'rgb8', output_size=(120, 160))
     assert small.shape == (120, 160)
+
+
+@pytest.mark.parametrize('key', [*sorted(SIZES), 'nhwc_rank3_dynamic'])
+def test_both_engines_give_the_same_depths(key, models, estimators, color_rgb):
+    if key in estimators:
+        tinygrad = estimators[key]
+    else:
+        profile = metric_profile((240, 320), layout='NHWC', resize='letterbox')
+        tinygrad = DepthEstimator(models[key], profile)
+    onnxruntime = DepthEstimator(models[key], tinygrad.profile, engine='onnxruntime')
+    assert (tinygrad.engine, onnxruntime.engine) == ('tinygrad', 'onnxruntime')
+    assert onnxruntime.input_shape == tinygrad.input_shape
+    assert onnxruntime.input_name == tinygrad.input_name == 'input'
+    assert onnxruntime.output_name == tinygrad.output_name == 'depth'
+    network_input, _ = preprocess(color_rgb, 'rgb8', tinygrad.profile)
+    noise = np.random.default_rng(9).normal(0, 1, network_input.shape).astype(np.float32)
+    for x in (network_input, noise):
+        np.testing.assert_allclose(onnxruntime.run_network(x), tinygrad.run_network(x),
+                                   atol=TOLERANCE, rtol=0)
+    for encoding, image in (('rgb8', color_rgb), ('bgr8', color_rgb[:, :, ::-1])):
+        depth = onnxruntime.predict(image, encoding, output_size=(240, 320))
+        expected = tinygrad.predict(image, encoding, output_size=(240, 320))
+        np.testing.assert_array_equal(np.isnan(depth), np.isnan(expected))
+        np.testing.assert_allclose(depth, expected, atol=TOLERANCE, equal_nan=True)
+        assert np.isfinite(depth).mean() > 0.5
 
 
 def test_inverse_relative_profile_on_the_same_network(models, estimators, color_rgb):

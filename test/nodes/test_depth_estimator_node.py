@@ -1,6 +1,7 @@
 """depth_estimator_node end to end over real DDS (loopback): real colour frames in, 32FC1 depth
-and rescaled camera_info out; startup failures, bad frames, frame dropping, rate limiting,
-/diagnostics; and the chain RGB -> depth_estimator_node -> pipeline_node -> PointCloud2."""
+and rescaled camera_info out, with either engine (tinygrad, onnxruntime); startup failures, bad
+frames, frame dropping, rate limiting, /diagnostics; and the chain RGB -> depth_estimator_node ->
+pipeline_node -> PointCloud2, the same cloud with either engine."""
 import os
 import re
 import signal
@@ -130,11 +131,14 @@ def expected_depth(model, rgb, output_size=None):
     return postprocess(raw, placement, profile, output_size=output_size)
 
 
-@pytest.mark.parametrize('output_size', [None, (240, 320)])
-def test_rgb_frame_becomes_a_32fc1_depth_image(rclpy_context, model, color_rgb, output_size):
+@pytest.mark.parametrize('engine,output_size', [('tinygrad', None), ('tinygrad', (240, 320)),
+                                               ('onnxruntime', None)])
+def test_rgb_frame_becomes_a_32fc1_depth_image(rclpy_context, model, color_rgb, engine,
+                                               output_size):
     params = {} if output_size is None else {'output_height': output_size[0],
                                              'output_width': output_size[1]}
-    node = make_node(rclpy_context, model, **params)
+    node = make_node(rclpy_context, model, engine=engine, **params)
+    assert (node._estimator.engine, node._estimator.device) == (engine, 'CPU')
     tester = DepthClient(rclpy_context)
     with spinning(rclpy_context, node, tester.node):
         tester.wait_for_node()
@@ -249,17 +253,37 @@ def test_startup_error_in_process_is_raised_after_logging(rclpy_context, model, 
         make_node(rclpy_context, (tmp_path / 'missing.onnx', model[1]))
     with pytest.raises(NodeStartupError, match='set both output_width and output_height'):
         make_node(rclpy_context, model, output_width=320)
+    with pytest.raises(NodeStartupError, match="parameter engine='tensorflow' is not one of"):
+        make_node(rclpy_context, model, engine='tensorflow')
 
 
-def run_node_process(*ros_args, timeout=TIMEOUT):
-    return subprocess.run(
-        [sys.executable, '-m', 'pointcloud_pipeline.nodes.depth_estimator_node', '--ros-args',
-         *ros_args], capture_output=True, text=True, timeout=timeout)
+def test_missing_onnxruntime_stops_the_node_naming_the_pip_command(rclpy_context, model,
+                                                                   monkeypatch):
+    # None in sys.modules: the import system refuses the import as if it were not installed
+    monkeypatch.setitem(sys.modules, 'onnxruntime', None)
+    with pytest.raises(NodeStartupError, match="engine 'onnxruntime' needs the Python package "
+                                               'onnxruntime, which is not installed: pip '
+                                               r'install onnxruntime==1\.31\.1'):
+        make_node(rclpy_context, model, engine='onnxruntime')
+    make_node(rclpy_context, model).destroy_node()  # tinygrad does not need it
+
+
+NODE_MAIN = 'pointcloud_pipeline.nodes.depth_estimator_node'
+# the node's main() in a process where onnxruntime cannot be imported (None in sys.modules)
+WITHOUT_ONNXRUNTIME = ("import sys; sys.modules['onnxruntime'] = None; "
+                       f'from {NODE_MAIN} import main; sys.exit(main())')
+
+
+def run_node_process(*ros_args, timeout=TIMEOUT, without_onnxruntime=False):
+    start = ['-c', WITHOUT_ONNXRUNTIME] if without_onnxruntime else ['-m', NODE_MAIN]
+    return subprocess.run([sys.executable, *start, '--ros-args', *ros_args],
+                          capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.mark.parametrize('case', ['missing_model', 'no_model_path', 'profile_mismatch',
                                   'unknown_profile', 'unsupported_operator', 'bad_qos',
-                                  'out_of_range'])
+                                  'out_of_range', 'bad_engine', 'onnxruntime_on_a_gpu',
+                                  'no_onnxruntime'])
 def test_node_process_exits_nonzero_with_a_clear_message(case, model, tmp_path):
     path, profile = model
     unsupported = tmp_path / 'det.onnx'
@@ -280,8 +304,19 @@ def test_node_process_exits_nonzero_with_a_clear_message(case, model, tmp_path):
                     "parameter qos='fast' is not one of"),
         'out_of_range': (['-p', f'model_path:={path}', '-p', 'output_width:=-1'],
                          'output_width out of range'),
+        'bad_engine': (['-p', f'model_path:={path}', '-p', 'engine:=tensorflow'],
+                       r"parameter engine='tensorflow' is not one of \('tinygrad', "
+                       r"'onnxruntime'\)"),
+        'onnxruntime_on_a_gpu': (['-p', f'model_path:={path}', '-p', f'profile:={profile}', '-p',
+                                  'engine:=onnxruntime', '-p', 'device:=CUDA'],
+                                 "engine 'onnxruntime' runs on the CPU only: device must be '' "
+                                 "or 'CPU', got 'CUDA'"),
+        'no_onnxruntime': (['-p', f'model_path:={path}', '-p', f'profile:={profile}', '-p',
+                            'engine:=onnxruntime'],
+                           "engine 'onnxruntime' needs the Python package onnxruntime, which is "
+                           r'not installed: pip install onnxruntime==1\.31\.1'),
     }[case]
-    result = run_node_process(*args)
+    result = run_node_process(*args, without_onnxruntime=case == 'no_onnxruntime')
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
     assert 'FATAL' in output and 'cannot start' in output
@@ -323,14 +358,16 @@ def cloud_xyz(cloud):
     return points.reshape(cloud.height, cloud.width)
 
 
-def test_chain_rgb_to_depth_to_point_cloud(rclpy_context, model, color_rgb):
-    """RGB -> depth_estimator_node -> pipeline_node (depth/image_rect) -> points."""
+def run_chain(rclpy_context, model, color_rgb, engine):
+    """RGB -> depth_estimator_node (``engine``) -> pipeline_node (depth/image_rect) -> points,
+    each node in its own process; returns (first cloud, its depth image, its depth camera_info,
+    the nodes' output)."""
     path, profile = model
-    namespace = f'chain_{os.getpid()}'
+    namespace = f'chain_{engine}_{os.getpid()}'
     common = ['-r', f'__ns:=/{namespace}']
     estimator = subprocess.Popen(
-        [sys.executable, '-m', 'pointcloud_pipeline.nodes.depth_estimator_node', '--ros-args',
-         *common, '-p', f'model_path:={path}', '-p', f'profile:={profile}', '-p', 'qos:=reliable'],
+        [sys.executable, '-m', NODE_MAIN, '--ros-args', *common, '-p', f'model_path:={path}',
+         '-p', f'profile:={profile}', '-p', 'qos:=reliable', '-p', f'engine:={engine}'],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     pipeline = subprocess.Popen(
         [sys.executable, '-m', 'pointcloud_pipeline.nodes.pipeline_node', '--ros-args', *common,
@@ -353,17 +390,22 @@ def test_chain_rgb_to_depth_to_point_cloud(rclpy_context, model, color_rgb):
                 clouds.wait_for(1, 2.0)
             received = clouds.wait_for(1, 1.0)
             depth_by_stamp = {m.header.stamp.sec: m for m in tester.depth.messages}
+            infos = list(tester.depth_info.messages)
     finally:
         for process in (estimator, pipeline):
             process.send_signal(signal.SIGINT)
-        outputs = [p.communicate(timeout=TIMEOUT)[0] for p in (estimator, pipeline)]
-    assert received, 'no point cloud arrived:\n' + '\n'.join(outputs)
+        outputs = '\n'.join(p.communicate(timeout=TIMEOUT)[0] for p in (estimator, pipeline))
+    assert received, 'no point cloud arrived:\n' + outputs
     cloud = received[0]
-    assert cloud.header.frame_id == 'kinect_rgb_optical'
     depth = image_to_array(depth_by_stamp[cloud.header.stamp.sec])
+    info = next(m for m in infos if m.header.stamp == cloud.header.stamp)
+    return cloud, depth, info, outputs
+
+
+def check_cloud_of_depth(cloud, depth, info):
+    """The organised cloud is the depth image back-projected with the camera_info's P."""
+    assert cloud.header.frame_id == 'kinect_rgb_optical'
     # the depth camera_info the pipeline used: the colour camera's (same size: no rescaling)
-    info = next(m for m in tester.depth_info.messages
-                if m.header.stamp == cloud.header.stamp)
     assert (info.width, info.height) == (640, 480) and depth.shape == (480, 640)
     assert list(info.k) == K_7SCENES and info.p[0] == 585.0 and info.p[5] == 585.0
     fx, fy, cx, cy = info.p[0], info.p[5], info.p[2], info.p[6]  # the pipeline's default: P
@@ -381,3 +423,18 @@ def test_chain_rgb_to_depth_to_point_cloud(rclpy_context, model, color_rgb):
                                rtol=1e-5, atol=1e-6)
     assert np.isnan(xyz['x'][~valid]).all() and np.isnan(xyz['y'][~valid]).all()
     assert xyz['x'][valid].min() < -1.0 and xyz['y'][valid].max() > 0.5  # a spread, not ~0
+
+
+def test_chain_rgb_to_depth_to_point_cloud_with_either_engine(rclpy_context, model, color_rgb):
+    """The cloud follows from the depth image exactly, and both engines give the same cloud."""
+    clouds = {}
+    for engine in ('tinygrad', 'onnxruntime'):
+        cloud, depth, info, outputs = run_chain(rclpy_context, model, color_rgb, engine)
+        assert f'in {engine} on device CPU' in outputs
+        check_cloud_of_depth(cloud, depth, info)
+        clouds[engine] = cloud_xyz(cloud)
+    tinygrad, onnxruntime = clouds['tinygrad'], clouds['onnxruntime']
+    for axis in 'xyz':
+        np.testing.assert_array_equal(np.isnan(onnxruntime[axis]), np.isnan(tinygrad[axis]))
+        np.testing.assert_allclose(onnxruntime[axis], tinygrad[axis], atol=1e-4, rtol=0,
+                                   equal_nan=True)
