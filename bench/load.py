@@ -6,7 +6,9 @@ import time
 
 # Each process spins in Python until its deadline, so none outlives the benchmark by more than
 # ``seconds`` even if the benchmark is killed before it can stop them.
-_BUSY_LOOP = 'import sys, time\nend = time.time() + float(sys.argv[1])\nwhile time.time() < end: pass'
+_BUSY_LOOP = ('import sys, time\n'
+              'end = time.time() + float(sys.argv[1])\n'
+              'while time.time() < end: pass')
 
 
 @contextlib.contextmanager

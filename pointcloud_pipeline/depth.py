@@ -11,8 +11,8 @@ Point layout (``POINT_STEP`` = 16 bytes, little-endian, ``cloud_fields``)::
     offset 0: x float32 | 4: y float32 | 8: z float32 | 12: rgb (packed colour) or padding 0
 
 The conversion runs in a multi-threaded Cython kernel (``_depth.pyx``) that holds no Python
-object and releases the GIL for the whole call, so other Python threads (ROS executors, I/O) keep running.
-It is deterministic: the same bytes for any thread count.
+object and releases the GIL for the whole call, so other Python threads (ROS executors, I/O)
+keep running. It is deterministic: the same bytes for any thread count.
 """
 from dataclasses import dataclass
 from functools import lru_cache
@@ -228,8 +228,8 @@ def depth_to_cloud(depth: np.ndarray, intrinsics: CameraIntrinsics, *, depth_sca
         and ``Cloud.data`` is a view of them: no cloud allocation per frame.
     threads: 0 = all cores (or OMP_NUM_THREADS), n > 0 = n threads: the caller and n - 1
         workers that take rows as they come (a preempted worker never stalls the call; see
-        ``_workers.h``). The bytes do not depend on it (dense mode counts each output row's points, prefix-sums the
-        counts, then writes every row at its offset).
+        ``_workers.h``). The bytes do not depend on it (dense mode counts each output row's
+        points, prefix-sums the counts, then writes every row at its offset).
 
     Raises ValueError saying what is wrong for any bad argument (dtype, shape, empty image,
     intrinsics, colour, decimation, ranges, buffer size or alignment, encoding, threads).

@@ -197,3 +197,27 @@ def tinygrad_unavailable_reason():
         return (f'tinygrad\'s CPU device needs the {compiler!r} binary, which is not on PATH: '
                 f'run `make setup` (installs clang with apt-get) or `apt-get install clang`')
     return None
+
+
+def metric_profile(size, **overrides):
+    """A metric-depth ModelProfile for the test networks of input ``size`` (height, width)."""
+    from pointcloud_pipeline.monodepth import ModelProfile
+    fields = dict(name=f'test_metric_{size[0]}x{size[1]}', input_size=size,
+                  mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), interpolation='cubic',
+                  output_kind='metric', max_depth_m=9.5)
+    fields.update(overrides)
+    return ModelProfile(**fields)
+
+
+# (profile overrides, error message) for profiles that do not fit the 256x256 test network;
+# every engine must refuse them with the same words
+PROFILE_MISMATCHES = [
+    (dict(input_size=(240, 320)), r'has shape \(1, 3, 256, 256\) .* needs \(1, 3, 240, 320\): '
+                                  r'mismatch on axis 2'),
+    (dict(layout='NHWC'), r'needs \(1, 256, 256, 3\): mismatch on axis 1'),
+    (dict(input_name='image'), "profile input_name 'image' is not an input of the model "
+                               r'\(inputs: input \(1, 3, 256, 256\)\)'),
+    (dict(output='disparity'), "profile output 'disparity' is not an output of the model "
+                               r'\(outputs: depth\)'),
+    (dict(output=1), 'profile output index 1 but the model has 1 output'),
+]

@@ -14,7 +14,8 @@ from pointcloud_pipeline import __version__
 PROG = 'pointcloud_pipeline'
 # command name -> (module, one-line help)
 COMMANDS = {
-    'bev': ('pointcloud_pipeline.batch.bev', "KITTI .bin scans -> bird's-eye-view images (PNG, npy, npz)"),
+    'bev': ('pointcloud_pipeline.batch.bev',
+            "KITTI .bin scans -> bird's-eye-view images (PNG, npy, npz)"),
     'normals': ('pointcloud_pipeline.batch.normals',
                 'LAS/LAZ/COPC files -> the same with normals'),
     'raster': ('pointcloud_pipeline.batch.raster',

@@ -10,7 +10,8 @@ import pytest
 
 from pointcloud_pipeline.monodepth import (DepthEstimator, ModelProfile, output_to_depth,
                                            postprocess, preprocess, select_device)
-from reference_monodepth import (build_encoder_decoder, build_two_input_model, onnxruntime_session,
+from reference_monodepth import (PROFILE_MISMATCHES, build_encoder_decoder, build_two_input_model,
+                                 metric_profile, onnxruntime_session,
                                  tinygrad_unavailable_reason)
 
 pytestmark = pytest.mark.skipif(bool(tinygrad_unavailable_reason()),
@@ -18,14 +19,6 @@ pytestmark = pytest.mark.skipif(bool(tinygrad_unavailable_reason()),
 
 TOLERANCE = 1e-4  # tinygrad vs onnxruntime, absolute, on outputs in 0..10
 SIZES = {'256x256': (256, 256), '240x320': (240, 320)}
-
-
-def metric_profile(size, **overrides):
-    fields = dict(name=f'test_metric_{size[0]}x{size[1]}', input_size=size,
-                  mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), interpolation='cubic',
-                  output_kind='metric', max_depth_m=9.5)
-    fields.update(overrides)
-    return ModelProfile(**fields)
 
 
 @pytest.fixture(scope='module')
@@ -170,16 +163,7 @@ def test_model_without_read_permission(models, tmp_path):
         DepthEstimator(locked, metric_profile((256, 256)))
 
 
-@pytest.mark.parametrize('overrides,message', [
-    (dict(input_size=(240, 320)), r'has shape \(1, 3, 256, 256\) .* needs \(1, 3, 240, 320\): '
-                                  r'mismatch on axis 2'),
-    (dict(layout='NHWC'), r'needs \(1, 256, 256, 3\): mismatch on axis 1'),
-    (dict(input_name='image'), "profile input_name 'image' is not an input of the model "
-                               r'\(inputs: input \(1, 3, 256, 256\)\)'),
-    (dict(output='disparity'), "profile output 'disparity' is not an output of the model "
-                               r'\(outputs: depth\)'),
-    (dict(output=1), 'profile output index 1 but the model has 1 output'),
-])
+@pytest.mark.parametrize('overrides,message', PROFILE_MISMATCHES)
 def test_profile_that_does_not_fit_the_model(models, overrides, message):
     with pytest.raises(ValueError, match=message):
         DepthEstimator(models['256x256'], metric_profile((256, 256), **overrides))
