@@ -128,3 +128,18 @@ def test_worker_affinity_can_be_left_alone():
     result = subprocess.run([sys.executable, '-c', script], env=env, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize('preset,expected', [(None, 'PASSIVE'), ('ACTIVE', 'ACTIVE')])
+def test_node_processes_make_idle_openmp_threads_sleep(preset, expected):
+    """The nodes package sets OMP_WAIT_POLICY=PASSIVE before any kernel loads libgomp, unless
+    the environment chose a policy."""
+    env = {k: v for k, v in os.environ.items() if k != 'OMP_WAIT_POLICY'}
+    if preset:
+        env['OMP_WAIT_POLICY'] = preset
+    script = ('import os, pointcloud_pipeline.nodes\n'
+              'print(os.environ["OMP_WAIT_POLICY"])\n')
+    result = subprocess.run([sys.executable, '-c', script], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == expected
