@@ -60,7 +60,8 @@ def test_png_of_real_scans_decodes_to_the_image(kitti_points, tmp_path, encoder,
 @pytest.mark.parametrize('encoder', ENCODERS)
 def test_png_decodes_with_pillow_as_rgb(kitti_points, tmp_path, encoder):
     image_module = pytest.importorskip(
-        'PIL.Image', reason='Pillow is not installed (pip install pillow==13.0.0): the second reader')
+        'PIL.Image',
+        reason='Pillow is not installed (pip install pillow==13.0.0): the second reader')
     image = bev_image(kitti_points['000000'])
     path = tmp_path / 'bev.png'
     bev_files.write_png(path, image, encoder)
