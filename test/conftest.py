@@ -41,3 +41,13 @@ def rclpy_context():
         yield context
     finally:
         context.try_shutdown()
+
+
+@pytest.fixture(scope='session')
+def seven_scenes_frame(shared_data):
+    """A real 7-Scenes depth frame (uint16 mm) and its colour image (BGR), 640x480."""
+    import cv2
+    folder = shared_data / 'rgbd' / '7scenes_tsdf_fusion'
+    depth = cv2.imread(str(folder / 'frame-000000.depth.png'), cv2.IMREAD_UNCHANGED)
+    color = cv2.imread(str(folder / 'frame-000000.color.jpg'), cv2.IMREAD_COLOR)
+    return depth, color

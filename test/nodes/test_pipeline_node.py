@@ -22,20 +22,10 @@ from ros_helpers import Collector, spinning, wait_for_subscribers, wait_until
 
 pytestmark = pytest.mark.ros
 
-SEVEN_SCENES = 'rgbd/7scenes_tsdf_fusion'
 K = [585.0, 0.0, 320.0, 0.0, 585.0, 240.0, 0.0, 0.0, 1.0]
 P = [585.0, 0.0, 320.0, 0.0, 0.0, 585.0, 240.0, 0.0, 0.0, 0.0, 1.0, 0.0]
 TIMEOUT = 30.0
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-
-
-@pytest.fixture(scope='module')
-def frame(shared_data):
-    """A real 7-Scenes depth frame (mm) and its colour image (BGR), 640x480."""
-    folder = shared_data / SEVEN_SCENES
-    depth = cv2.imread(str(folder / 'frame-000000.depth.png'), cv2.IMREAD_UNCHANGED)
-    color = cv2.imread(str(folder / 'frame-000000.color.jpg'), cv2.IMREAD_COLOR)
-    return depth, color
 
 
 class Rig:
@@ -90,8 +80,8 @@ def expected_cloud(depth, color=None, encoding='bgr8', **kwargs):
                           depth_scale=0.001, color=color, color_encoding=encoding, **kwargs)
 
 
-def test_depth_frame_becomes_the_kernels_cloud(rclpy_context, frame):
-    depth, _ = frame
+def test_depth_frame_becomes_the_kernels_cloud(rclpy_context, seven_scenes_frame):
+    depth, _ = seven_scenes_frame
     rig = Rig(rclpy_context)
     with spinning(rclpy_context, *rig.nodes):
         rig.connect()
@@ -114,8 +104,8 @@ def test_depth_frame_becomes_the_kernels_cloud(rclpy_context, frame):
     assert snapshot['published'] == 1 and snapshot['dropped'] == 0
 
 
-def test_dense_decimated_cloud_and_frame_id_override(rclpy_context, frame):
-    depth, _ = frame
+def test_dense_decimated_cloud_and_frame_id_override(rclpy_context, seven_scenes_frame):
+    depth, _ = seven_scenes_frame
     rig = Rig(rclpy_context, organized=False, decimation_x=2, decimation_y=3,
               frame_id='camera_link_optical')
     with spinning(rclpy_context, *rig.nodes):
@@ -129,8 +119,8 @@ def test_dense_decimated_cloud_and_frame_id_override(rclpy_context, frame):
     assert bytes(cloud.data) == expected.data.tobytes()
 
 
-def test_latched_camera_info_is_received(rclpy_context, frame):
-    depth, _ = frame
+def test_latched_camera_info_is_received(rclpy_context, seven_scenes_frame):
+    depth, _ = seven_scenes_frame
     latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
     driver = Node('latched_driver', context=rclpy_context)
@@ -155,8 +145,8 @@ def publish_pair(rig, depth, color, color_offset_ns=0, color_encoding='bgr8'):
     return header
 
 
-def test_rgb_exact_and_approximate_pairing(rclpy_context, frame):
-    depth, color = frame
+def test_rgb_exact_and_approximate_pairing(rclpy_context, seven_scenes_frame):
+    depth, color = seven_scenes_frame
     rig = Rig(rclpy_context, use_rgb=True, sync_slop=0.010, qos='reliable', queue_size=20)
     with spinning(rclpy_context, *rig.nodes):
         rig.connect()
@@ -174,8 +164,8 @@ def test_rgb_exact_and_approximate_pairing(rclpy_context, frame):
     assert bytes(second.data) == expected.data.tobytes()
 
 
-def test_missing_partner_and_beyond_slop_are_dropped(rclpy_context, frame):
-    depth, color = frame
+def test_missing_partner_and_beyond_slop_are_dropped(rclpy_context, seven_scenes_frame):
+    depth, color = seven_scenes_frame
     rig = Rig(rclpy_context, use_rgb=True, sync_slop=0.010, sync_max_age=0.5,
               qos='reliable', queue_size=20)
     with spinning(rclpy_context, *rig.nodes):
@@ -193,8 +183,8 @@ def test_missing_partner_and_beyond_slop_are_dropped(rclpy_context, frame):
     assert len(rig.points) == 1
 
 
-def test_rgb_size_mismatch_dropped_then_resized_after_a_parameter_change(rclpy_context, frame):
-    depth, color = frame
+def test_rgb_size_mismatch_dropped_then_resized_after_a_parameter_change(rclpy_context, seven_scenes_frame):
+    depth, color = seven_scenes_frame
     small = cv2.resize(color, (320, 240), interpolation=cv2.INTER_AREA)
     rig = Rig(rclpy_context, use_rgb=True, qos='reliable', queue_size=20)
     with spinning(rclpy_context, *rig.nodes):
@@ -213,8 +203,8 @@ def test_rgb_size_mismatch_dropped_then_resized_after_a_parameter_change(rclpy_c
     assert bytes(cloud.data) == expected.data.tobytes()
 
 
-def test_bev_image_from_the_same_points(rclpy_context, frame):
-    depth, _ = frame
+def test_bev_image_from_the_same_points(rclpy_context, seven_scenes_frame):
+    depth, _ = seven_scenes_frame
     rig = Rig(rclpy_context, subscribe_points=False, subscribe_bev=True,
               **{'mount.height': 1.0, 'mount.pitch': 0.3, 'bev.z_range': [-0.5, 2.5]})
     with spinning(rclpy_context, *rig.nodes):
@@ -234,8 +224,8 @@ def test_bev_image_from_the_same_points(rclpy_context, frame):
     assert len(rig.points) == 0
 
 
-def test_no_subscriber_means_no_work(rclpy_context, frame):
-    depth, _ = frame
+def test_no_subscriber_means_no_work(rclpy_context, seven_scenes_frame):
+    depth, _ = seven_scenes_frame
     rig = Rig(rclpy_context, subscribe_points=False)
     with spinning(rclpy_context, *rig.nodes):
         rig.connect(expect_points=False)
@@ -248,8 +238,8 @@ def test_no_subscriber_means_no_work(rclpy_context, frame):
     assert rig.pipeline._serialized._key is None  # no cloud buffer was ever prepared
 
 
-def test_parameter_changes_at_runtime(rclpy_context, frame):
-    depth, _ = frame
+def test_parameter_changes_at_runtime(rclpy_context, seven_scenes_frame):
+    depth, _ = seven_scenes_frame
     rig = Rig(rclpy_context)
     client_node = Node('param_client', context=rclpy_context)
     client = client_node.create_client(SetParameters, '/pointcloud_pipeline/set_parameters')
@@ -324,8 +314,8 @@ def malformed_pairs(depth, color):
     return cases
 
 
-def test_survives_a_thousand_malformed_messages(rclpy_context, frame):
-    depth, color = (image[:48, :64].copy() for image in frame)
+def test_survives_a_thousand_malformed_messages(rclpy_context, seven_scenes_frame):
+    depth, color = (image[:48, :64].copy() for image in seven_scenes_frame)
     rig = Rig(rclpy_context, use_rgb=True, qos='reliable', queue_size=100,
               sync_queue_size=100, sync_max_age=60.0, max_image_bytes=64 * 48 * 3)
     cases = malformed_pairs(depth, color)

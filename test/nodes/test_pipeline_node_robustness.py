@@ -1,7 +1,6 @@
 """The pipeline node over real DDS (loopback) with input that real drivers, bags and simulators
 send: stamps that jump back, binned or cropped images (REP 104), an all-zero P, and a latched
 camera_info delivered through two subscriptions (counted once)."""
-import cv2
 import pytest
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -18,7 +17,6 @@ from ros_helpers import Collector, spinning, wait_for_subscribers, wait_until
 
 pytestmark = pytest.mark.ros
 
-SEVEN_SCENES = 'rgbd/7scenes_tsdf_fusion'
 TIMEOUT = 30.0
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -33,15 +31,6 @@ def pinhole(fx, fy, cx, cy):
 
 
 K, P = pinhole(585.0, 585.0, 320.0, 240.0)
-
-
-@pytest.fixture(scope='module')
-def frame(shared_data):
-    """A real 7-Scenes depth frame (mm) and its colour image (BGR), 640x480."""
-    folder = shared_data / SEVEN_SCENES
-    depth = cv2.imread(str(folder / 'frame-000000.depth.png'), cv2.IMREAD_UNCHANGED)
-    color = cv2.imread(str(folder / 'frame-000000.color.jpg'), cv2.IMREAD_COLOR)
-    return depth, color
 
 
 class Rig:
@@ -98,10 +87,10 @@ def cloud_bytes(depth, intrinsics, color=None):
 
 # --- defect 1: colour pairing survives stamps going backwards --------------------------------
 
-def test_pairing_resumes_after_the_stamps_jump_back(rclpy_context, frame):
+def test_pairing_resumes_after_the_stamps_jump_back(rclpy_context, seven_scenes_frame):
     """The reported case: 3 clouds, then a bag loop (stamps back by 90 s): 10 more pairs must
     give 10 more clouds, not 0."""
-    depth, color = frame
+    depth, color = seven_scenes_frame
     rig = Rig(rclpy_context, use_rgb=True, sync_max_age=0.5)
     with spinning(rclpy_context, *rig.nodes):
         rig.connect(rgb=True)
@@ -121,8 +110,8 @@ def test_pairing_resumes_after_the_stamps_jump_back(rclpy_context, frame):
     assert snapshot['dropped'] == 0
 
 
-def test_one_bogus_future_colour_stamp_does_not_stop_pairing(rclpy_context, frame):
-    depth, color = frame
+def test_one_bogus_future_colour_stamp_does_not_stop_pairing(rclpy_context, seven_scenes_frame):
+    depth, color = seven_scenes_frame
     rig = Rig(rclpy_context, use_rgb=True, sync_max_age=0.5)
     with spinning(rclpy_context, *rig.nodes):
         rig.connect(rgb=True)
@@ -141,10 +130,10 @@ def test_one_bogus_future_colour_stamp_does_not_stop_pairing(rclpy_context, fram
     assert snapshot['published'] == 8 and snapshot['dropped'] == 0
 
 
-def test_ros_time_moving_backwards_restarts_the_pairing(rclpy_context, frame):
+def test_ros_time_moving_backwards_restarts_the_pairing(rclpy_context, seven_scenes_frame):
     """With use_sim_time, /clock stepping back (a looping bag with --clock) resets the pairing
     even when the stamps go back by less than the stamp threshold (here 0.8 s < 1 s)."""
-    depth, color = frame
+    depth, color = seven_scenes_frame
     rig = Rig(rclpy_context, use_rgb=True, sync_max_age=0.5, use_sim_time=True)
     clock_pub = rig.source.create_publisher(Clock, '/clock', 10)
 
@@ -194,9 +183,9 @@ def image_geometry_intrinsics(fx, fy, cx, cy, binning, roi):
     ((800, 600), (585.0, 585.0, 400.0, 300.0), (0, 0), (80, 60, 640, 480)),   # cropped
     ((1600, 1200), (1170.0, 1172.0, 801.0, 598.0), (2, 2), (160, 120, 1280, 960)),  # both
 ])
-def test_binned_or_cropped_images_use_the_reduced_intrinsics(rclpy_context, frame, full_size,
+def test_binned_or_cropped_images_use_the_reduced_intrinsics(rclpy_context, seven_scenes_frame, full_size,
                                                              full, binning, roi):
-    depth, _ = frame  # 640x480: the published (cropped and/or binned) image
+    depth, _ = seven_scenes_frame  # 640x480: the published (cropped and/or binned) image
     k, p = pinhole(*full)
     rig = Rig(rclpy_context)
     with spinning(rclpy_context, *rig.nodes):
@@ -211,8 +200,8 @@ def test_binned_or_cropped_images_use_the_reduced_intrinsics(rclpy_context, fram
     assert snapshot['dropped'] == 0 and snapshot['events'] == {}
 
 
-def test_invalid_roi_is_rejected_and_counted(rclpy_context, frame):
-    depth, _ = frame
+def test_invalid_roi_is_rejected_and_counted(rclpy_context, seven_scenes_frame):
+    depth, _ = seven_scenes_frame
     rig = Rig(rclpy_context)
     k, p = pinhole(585.0, 585.0, 400.0, 300.0)
     with spinning(rclpy_context, *rig.nodes):
@@ -226,8 +215,8 @@ def test_invalid_roi_is_rejected_and_counted(rclpy_context, frame):
     assert len(rig.points) == 0
 
 
-def test_all_zero_p_falls_back_to_k_with_one_warning(rclpy_context, frame, capfd):
-    depth, _ = frame
+def test_all_zero_p_falls_back_to_k_with_one_warning(rclpy_context, seven_scenes_frame, capfd):
+    depth, _ = seven_scenes_frame
     rig = Rig(rclpy_context)
     with spinning(rclpy_context, *rig.nodes):
         rig.connect()
@@ -246,11 +235,11 @@ def test_all_zero_p_falls_back_to_k_with_one_warning(rclpy_context, frame, capfd
 # --- defect 8: camera_info counters are exact -------------------------------------------------
 
 @pytest.mark.parametrize('info_qos', [RELIABLE, LATCHED], ids=['volatile', 'latched'])
-def test_each_camera_info_is_counted_once(rclpy_context, frame, info_qos):
+def test_each_camera_info_is_counted_once(rclpy_context, seven_scenes_frame, info_qos):
     """Two rejectable camera_infos and one good one, sent once each, then depth frames: exactly
     2 rejections. A latched (transient-local) publisher reaches the node through both of its
     camera_info subscriptions, so every publication arrives twice: handled once."""
-    depth, _ = frame
+    depth, _ = seven_scenes_frame
     latched = info_qos is LATCHED
     rig = Rig(rclpy_context, info_qos=info_qos)
     with spinning(rclpy_context, *rig.nodes):

@@ -9,7 +9,6 @@ import os
 import sys
 
 from builtin_interfaces.msg import Time
-import cv2
 import numpy as np
 import pytest
 from rclpy.serialization import deserialize_message
@@ -40,13 +39,6 @@ def ros_reader():
                 'does not point at its source')
 
 
-@pytest.fixture(scope='module')
-def frame(shared_data):
-    folder = shared_data / 'rgbd' / '7scenes_tsdf_fusion'
-    return (cv2.imread(str(folder / 'frame-000000.depth.png'), cv2.IMREAD_UNCHANGED),
-            cv2.imread(str(folder / 'frame-000000.color.jpg'), cv2.IMREAD_COLOR))
-
-
 def pack(cloud_args, depth, packing):
     """The cloud as a PointCloud2 the way the node publishes it ('serialized': written in place
     into the CDR bytes, as pipeline_node does) or through the message API ('message')."""
@@ -65,9 +57,9 @@ def pack(cloud_args, depth, packing):
 @pytest.mark.parametrize('packing', ['serialized', 'message'])
 @pytest.mark.parametrize('organized', [True, False])
 @pytest.mark.parametrize('with_color', [False, True])
-def test_read_points_numpy_reads_our_clouds(frame, organized, with_color, packing):
+def test_read_points_numpy_reads_our_clouds(seven_scenes_frame, organized, with_color, packing):
     point_cloud2 = ros_reader()
-    depth, color = frame
+    depth, color = seven_scenes_frame
     cloud, msg = pack({'organized': organized, 'color': color if with_color else None,
                        'color_encoding': 'bgr8'}, depth, packing)
     xyz = point_cloud2.read_points_numpy(msg, field_names=['x', 'y', 'z'])
