@@ -54,6 +54,7 @@ import numpy as np
 from pointcloud_pipeline import _bev
 
 from .layouts import writable_bytes
+from .threads import checked_threads
 
 CHANNELS = ('intensity', 'height', 'density')
 """Order of the 3 output channels (bgr8: blue = intensity, green = height, red = density)."""
@@ -189,16 +190,6 @@ def _check_dtype(dtype):
     return dtype
 
 
-def _check_threads(threads):
-    try:
-        threads = operator.index(threads)
-    except TypeError:
-        raise ValueError(f'threads must be an integer, got {threads!r}') from None
-    if threads < 0:
-        raise ValueError(f'threads must be >= 0 (0 = all cores), got {threads}')
-    return threads or _bev.default_threads()
-
-
 def _check_transform(transform):
     """None or a rigid 4x4 transform -> 12 float64 ([R | t] row-major), empty for identity."""
     if transform is None:
@@ -247,7 +238,7 @@ def _render(data, num_points, point_step, x_offset, y_offset, z_offset, intensit
     if not isinstance(grid, BevGrid):
         raise ValueError(f'grid must be a BevGrid, got {type(grid).__name__}')
     dtype = _check_dtype(dtype)
-    threads = _check_threads(threads)
+    threads = checked_threads(threads) or _bev.default_threads()
     matrix = _check_transform(transform)
     image = _check_out(out, grid, dtype)
     workspace = _workspace(num_points, grid.rows, grid.cols, threads)
