@@ -5,6 +5,10 @@ The kernel is timed through the public ``depth_to_cloud`` (argument checks inclu
 into a preallocated ``out``. Frames: the real 7-Scenes frame-000000 (Kinect, ~11 % holes)
 resized with nearest neighbour to each size when the sample data is present, else a synthetic
 scene with clustered holes (~10 %).
+
+Also at 640x480: the ray-table path (``rays=``: unrectified plumb_bob z-depth, and radial
+depth) and intensity clouds (XYZI, XYZRGBI), each against the numpy reference and the memcpy
+floor like the pinhole lines (whose targets are unchanged).
 """
 import os
 from pathlib import Path
@@ -16,6 +20,7 @@ from pointcloud_pipeline import _depth
 from pointcloud_pipeline.camera import (CameraIntrinsics, intrinsics_from_camera_info,
                                         scale_intrinsics)
 from pointcloud_pipeline.depth import depth_to_cloud, max_cloud_bytes
+from pointcloud_pipeline.rays import ray_table
 from reference_depth import reference_points
 from timing import median_seconds, memcpy_floor_seconds, ms, print_table
 
@@ -24,6 +29,7 @@ SEVEN_SCENES_K = CameraIntrinsics(585.0, 585.0, 320.0, 240.0)  # at 640 x 480
 TARGET_MEMCPY_RATIO = 1.5   # kernel (all threads) / memcpy floor at 640x480, at most
 TARGET_NUMPY_SPEEDUP = 5.0  # numpy / kernel (all threads) at 640x480, at least
 TARGET_SCALING = 1.7        # kernel 1 thread / 2 threads at 1920x1080, at least
+PLUMB_BOB = (-0.28, 0.09, 0.0012, -0.0008, -0.015)  # a wide-angle lens (k1, k2, p1, p2, k3)
 
 
 def real_frame():
@@ -90,6 +96,7 @@ def main(quick=False):
                 ['size', 'MB out', 'kernel_1', f'kernel_{all_threads}', 'numpy', 'memcpy',
                  'all/memcpy', 'numpy/all', '1/all'], rows)
     variants_at_vga(repeat)
+    extended_at_vga(repeat)
     print_targets(ratios, all_threads)
 
 
@@ -118,6 +125,44 @@ def variants_at_vga(repeat):
         rows.append([label, f'{nbytes / 1e6:.2f}', ms(one), ms(every), ms(numpy_ref), ms(floor),
                      f'{every / floor:.2f}', f'{numpy_ref / every:.1f}', f'{one / every:.2f}'])
     print_table('depth_to_cloud variants at 640x480',
+                ['variant', 'MB out', 'kernel_1', 'kernel_all', 'numpy', 'memcpy',
+                 'all/memcpy', 'numpy/all', '1/all'], rows)
+
+
+def extended_at_vga(repeat):
+    """Ray tables (unrectified plumb_bob z-depth, radial) and intensity at 640 x 480."""
+    _, _, depth, intrinsics, _ = next(f for f in frames() if f[0] == 640)
+    rgb = np.random.default_rng(1).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    mono8 = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    out = np.empty(max_cloud_bytes(depth.shape, with_color=True, with_intensity=True), np.uint8)
+    unrectified = ray_table(intrinsics, 640, 480, rectified=False, distortion_model='plumb_bob',
+                            distortion=PLUMB_BOB)
+    radial = ray_table(intrinsics, 640, 480, depth_kind='radial')
+    rows = []
+    for label, kwargs in (('rays: unrectified plumb_bob z, organized', dict(rays=unrectified)),
+                          ('rays: unrectified plumb_bob z, dense',
+                           dict(rays=unrectified, organized=False)),
+                          ('rays: radial, organized', dict(rays=radial)),
+                          ('rays: radial + rgb, organized', dict(rays=radial, color=rgb)),
+                          ('XYZI organized (mono8)', dict(intensity=mono8)),
+                          ('XYZI dense (mono8)', dict(intensity=mono8, organized=False)),
+                          ('XYZRGBI organized (20 B)', dict(intensity=mono8, color=rgb))):
+        one = median_seconds(lambda: depth_to_cloud(depth, intrinsics, out=out, threads=1,
+                                                    **kwargs), repeat=repeat)
+        every = median_seconds(lambda: depth_to_cloud(depth, intrinsics, out=out, threads=0,
+                                                      **kwargs), repeat=repeat)
+        ref_kwargs = dict(organized=kwargs.get('organized', True), rgb=kwargs.get('color'),
+                          intensity=kwargs.get('intensity'))
+        if 'rays' in kwargs:
+            ref_kwargs['rays'] = kwargs['rays'].rays
+        numpy_ref = median_seconds(lambda: reference_points(depth, intrinsics, **ref_kwargs),
+                                   repeat=max(repeat // 2, 3))
+        nbytes = depth_to_cloud(depth, intrinsics, out=out, **kwargs).data.nbytes
+        floor = memcpy_floor_seconds(nbytes, repeat=repeat)
+        rows.append([label, f'{nbytes / 1e6:.2f}', ms(one), ms(every), ms(numpy_ref), ms(floor),
+                     f'{every / floor:.2f}', f'{numpy_ref / every:.1f}', f'{one / every:.2f}'])
+    print_table('depth_to_cloud with ray tables and intensity at 640x480 (ray tables built once, '
+                'outside the timing)',
                 ['variant', 'MB out', 'kernel_1', 'kernel_all', 'numpy', 'memcpy',
                  'all/memcpy', 'numpy/all', '1/all'], rows)
 

@@ -6,9 +6,18 @@ coordinates, as in depth_image_proc and image_geometry) with depth ``Z`` becomes
 
     X = (u - cx) * Z / fx        Y = (v - cy) * Z / fy        Z = Z
 
-Point layout (``POINT_STEP`` = 16 bytes, little-endian, ``cloud_fields``)::
+(the rectified pinhole path: two separable coefficient vectors). With a ray table
+(``rays=``, :mod:`.rays`: radial depth, unrectified depth with lens distortion) the pixel's value
+d becomes ``(X, Y, Z) = ray[v, u] * d`` instead.
 
-    offset 0: x float32 | 4: y float32 | 8: z float32 | 12: rgb (packed colour) or padding 0
+Point layouts (little-endian float32 fields, ``cloud_fields``, ``point_step``)::
+
+    XYZ      16 bytes: 0 x | 4 y | 8 z | 12 padding 0
+    XYZRGB   16 bytes: 0 x | 4 y | 8 z | 12 rgb (packed colour)
+    XYZI     16 bytes: 0 x | 4 y | 8 z | 12 intensity      (depth_image_proc point_cloud_xyzi)
+    XYZRGBI  20 bytes: 0 x | 4 y | 8 z | 12 rgb | 16 intensity
+
+``POINT_STEP`` (16) is the step of XYZ, XYZRGB and XYZI; XYZRGBI's is 20.
 
 The conversion runs in a multi-threaded Cython kernel (``_depth.pyx``) that holds no Python
 object and releases the GIL for the whole call, so other Python threads (ROS executors, I/O)
@@ -24,11 +33,14 @@ import numpy as np
 from . import _depth, layouts
 from .camera import CameraIntrinsics, checked_intrinsics
 from .layouts import FLOAT32, PointFieldSpec, writable_bytes
+from .rays import RayTable
 from .threads import checked_threads
 
-POINT_STEP = 16
+POINT_STEP = 16  # bytes per point of XYZ, XYZRGB and XYZI clouds (XYZRGBI: 20)
+XYZRGBI_POINT_STEP = 20
 
 DEPTH_DTYPES = (np.dtype(np.uint16), np.dtype(np.float32))
+INTENSITY_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
 _FLOAT32_TINY = float(np.finfo(np.float32).smallest_subnormal)
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _OUT_ALIGNMENT = 4  # the kernel stores float32 x, y, z and the uint32 rgb bits
@@ -36,14 +48,24 @@ _OUT_ALIGNMENT = 4  # the kernel stores float32 x, y, z and the uint32 rgb bits
 _XYZ_FIELDS = (PointFieldSpec('x', 0, FLOAT32, 1), PointFieldSpec('y', 4, FLOAT32, 1),
                PointFieldSpec('z', 8, FLOAT32, 1))
 _XYZRGB_FIELDS = _XYZ_FIELDS + (PointFieldSpec('rgb', 12, FLOAT32, 1),)
+_XYZI_FIELDS = _XYZ_FIELDS + (PointFieldSpec('intensity', 12, FLOAT32, 1),)
+_XYZRGBI_FIELDS = _XYZRGB_FIELDS + (PointFieldSpec('intensity', 16, FLOAT32, 1),)
 
 
-def cloud_fields(with_color: bool) -> tuple[PointFieldSpec, ...]:
+def cloud_fields(with_color: bool, with_intensity: bool = False) -> tuple[PointFieldSpec, ...]:
     """Fields of the clouds :func:`depth_to_cloud` writes: x, y, z float32 at 0, 4, 8; with
     colour also ``rgb`` at 12, the ROS/PCL packed colour (uint32 ``0x00RRGGBB`` stored
-    little-endian as the float32's bits; the alpha byte is 0 so the float is never NaN).
-    Without colour, bytes 12..15 are zero padding (the point step stays 16)."""
+    little-endian as the float32's bits; the alpha byte is 0 so the float is never NaN);
+    with intensity also ``intensity`` float32 (the raw pixel value) at 12 (XYZI) or, with
+    colour too, at 16 (XYZRGBI). Without either, bytes 12..15 are zero padding."""
+    if with_intensity:
+        return _XYZRGBI_FIELDS if with_color else _XYZI_FIELDS
     return _XYZRGB_FIELDS if with_color else _XYZ_FIELDS
+
+
+def point_step(with_color: bool, with_intensity: bool = False) -> int:
+    """Bytes per point: 16 (XYZ, XYZRGB, XYZI) or 20 (XYZRGBI)."""
+    return XYZRGBI_POINT_STEP if with_color and with_intensity else POINT_STEP
 
 
 @dataclass(frozen=True)
@@ -68,6 +90,9 @@ class Cloud:
     def _points(self):
         return self.data.reshape(self.height, self.width, self.point_step)
 
+    def _field_offset(self, name):
+        return next((field.offset for field in self.fields if field.name == name), None)
+
     def xyz(self) -> np.ndarray:
         """(height, width, 3) float32 view of x, y, z in metres (NaN for invalid points);
         for a dense cloud (height 1) use ``.xyz()[0]`` or ``.reshape(-1, 3)`` for (N, 3)."""
@@ -76,10 +101,18 @@ class Cloud:
     def rgb(self) -> np.ndarray | None:
         """(height, width, 3) uint8 view of r, g, b unpacked from the rgb field, or None
         without colour."""
-        if not any(field.name == 'rgb' for field in self.fields):
+        offset = self._field_offset('rgb')
+        if offset is None:
             return None
-        # uint32 0x00RRGGBB little-endian: bytes 12, 13, 14 are b, g, r
-        return self._points()[:, :, 14:11:-1]
+        # uint32 0x00RRGGBB little-endian: bytes offset, +1, +2 are b, g, r
+        return self._points()[:, :, offset + 2:offset - 1:-1]
+
+    def intensity(self) -> np.ndarray | None:
+        """(height, width) float32 view of the intensity field, or None without intensity."""
+        offset = self._field_offset('intensity')
+        if offset is None:
+            return None
+        return self._points()[:, :, offset:offset + 4].view(np.float32)[:, :, 0]
 
 
 def _positive_int(value, name):
@@ -98,10 +131,12 @@ def organized_shape(depth_shape, decimation_x: int = 1, decimation_y: int = 1) -
     return -(-height // dy), -(-width // dx)
 
 
-def max_cloud_bytes(depth_shape, decimation_x: int = 1, decimation_y: int = 1) -> int:
-    """Bytes of the organized cloud; an upper bound for the dense one (size ``out`` with it)."""
+def max_cloud_bytes(depth_shape, decimation_x: int = 1, decimation_y: int = 1, *,
+                    with_color: bool = False, with_intensity: bool = False) -> int:
+    """Bytes of the organized cloud; an upper bound for the dense one (size ``out`` with it).
+    The defaults give the 16-byte point (XYZ, XYZRGB, XYZI); colour and intensity both: 20."""
     rows, columns = organized_shape(depth_shape, decimation_x, decimation_y)
-    return rows * columns * POINT_STEP
+    return rows * columns * point_step(with_color, with_intensity)
 
 
 @lru_cache(maxsize=32)
@@ -165,6 +200,43 @@ def _checked_color(color, encoding, height, width, resize):
     return color, r, g, b
 
 
+def _checked_intensity(intensity, height, width):
+    """(uint8, uint16, float32) views for the kernel, exactly one of them not None."""
+    if not isinstance(intensity, np.ndarray):
+        raise ValueError(f'intensity must be a numpy array, got {type(intensity).__name__}')
+    if intensity.ndim != 2:
+        raise ValueError(f'intensity must be a 2-D (H x W) array, got shape {intensity.shape}')
+    if intensity.shape != (height, width):
+        raise ValueError(f'intensity size {intensity.shape[1]}x{intensity.shape[0]} differs from '
+                         f'depth size {width}x{height}')
+    dtype = intensity.dtype
+    if dtype not in INTENSITY_DTYPES:
+        native = dtype.newbyteorder('=')
+        if native not in INTENSITY_DTYPES:
+            raise ValueError(f'intensity dtype must be uint8 (mono8), uint16 (mono16/16UC1) or '
+                             f'float32 (32FC1), got {dtype}')
+        intensity = intensity.astype(native)  # non-native byte order: byte-swapped copy
+    elif not intensity.flags.aligned:
+        intensity = intensity.copy()
+    kind = INTENSITY_DTYPES.index(intensity.dtype)
+    return tuple(intensity if index == kind else None for index in range(3))
+
+
+def _checked_rays(rays, height, width, dx, dy):
+    """The ray table's array after checking that it is for this image and decimation."""
+    if not isinstance(rays, RayTable):
+        raise ValueError(f'rays must be a rays.RayTable (rays.ray_table), got '
+                         f'{type(rays).__name__}')
+    if (rays.width, rays.height) != (width, height):
+        raise ValueError(f'ray table is for a {rays.width}x{rays.height} image, the depth image '
+                         f'is {width}x{height}')
+    table_dx, table_dy = min(rays.decimation_x, width), min(rays.decimation_y, height)
+    if (table_dx, table_dy) != (dx, dy):
+        raise ValueError(f'ray table is for decimation {rays.decimation_x}x{rays.decimation_y}, '
+                         f'the call uses {dx}x{dy}')
+    return rays.rays
+
+
 def _check_range(depth_scale, min_range, max_range, invalid_depth):
     if not (math.isfinite(depth_scale) and _FLOAT32_TINY <= depth_scale <= _FLOAT32_MAX):
         raise ValueError(f'depth_scale must be > 0 and representable as float32 (metres per '
@@ -192,7 +264,8 @@ def depth_to_cloud(depth: np.ndarray, intrinsics: CameraIntrinsics, *, depth_sca
                    min_range: float = 0.0, max_range: float = math.inf,
                    invalid_depth: float = 0.0, decimation_x: int = 1, decimation_y: int = 1,
                    organized: bool = True, color: np.ndarray | None = None,
-                   color_encoding: str = 'rgb8', resize_color: bool = False, out=None,
+                   color_encoding: str = 'rgb8', resize_color: bool = False,
+                   intensity: np.ndarray | None = None, rays=None, out=None,
                    threads: int = 0) -> Cloud:
     """Convert a depth image to a point cloud (:class:`Cloud`, ``sensor_msgs/PointCloud2`` layout).
 
@@ -221,6 +294,17 @@ def depth_to_cloud(depth: np.ndarray, intrinsics: CameraIntrinsics, *, depth_sca
         depth size with ``cv2.resize``, INTER_AREA when shrinking, INTER_LINEAR otherwise
         (a per-frame allocation).
     color_encoding: one of ``layouts.COLOR_ENCODINGS`` (rgb8, bgr8, rgba8, bgra8, mono8).
+    intensity: optional H x W image of the same size as depth (a different size is a
+        ValueError naming both): uint8 (mono8), uint16 (mono16/16UC1) or float32 (32FC1), any
+        strides (read in place; non-native byte order: byte-swapped copy). Adds the float32
+        ``intensity`` field holding the raw value (no scaling, as depth_image_proc's
+        point_cloud_xyzi): XYZI (16 bytes) without colour, XYZRGBI (20 bytes) with it. With
+        ``organized`` it is written for invalid points too.
+    rays: optional :class:`.rays.RayTable` (from :func:`.rays.ray_table`) for this image size
+        and decimation (else ValueError): each point is ``ray[v, u] * d`` (float32) with d the
+        pixel's depth value in metres, z for z-depth tables, the range along the ray for radial
+        ones; ``intrinsics`` is still checked but not used. ``min_range``, ``max_range`` and
+        ``invalid_depth`` apply to d (so to the range for radial depth).
     out: optional writable contiguous buffer (numpy uint8, bytearray, array('B')) of at least
         the cloud's bytes (``max_cloud_bytes`` always suffices), starting at an address that
         is a multiple of 4 (numpy arrays, bytearray and array('B') are; a view at an odd
@@ -232,7 +316,8 @@ def depth_to_cloud(depth: np.ndarray, intrinsics: CameraIntrinsics, *, depth_sca
         points, prefix-sums the counts, then writes every row at its offset).
 
     Raises ValueError saying what is wrong for any bad argument (dtype, shape, empty image,
-    intrinsics, colour, decimation, ranges, buffer size or alignment, encoding, threads).
+    intrinsics, colour, intensity, ray table, decimation, ranges, buffer size or alignment,
+    encoding, threads).
     """
     depth = _checked_depth(depth)
     if not isinstance(intrinsics, CameraIntrinsics):
@@ -256,6 +341,10 @@ def depth_to_cloud(depth: np.ndarray, intrinsics: CameraIntrinsics, *, depth_sca
     x_coef, y_coef = _ray_coefficients(intrinsics, height, width, dx, dy)
     is_float = depth.dtype == np.float32
     scale = float(depth_scale)
+    if intensity is not None or rays is not None:
+        return _extended_cloud(depth, dx, dy, x_coef, y_coef, scale, min_range, max_range,
+                               invalid_depth, color, r, g, b, intensity, rays, organized, out,
+                               threads)
 
     if organized:
         data = _output_buffer(out, rows * columns * POINT_STEP)
@@ -278,3 +367,38 @@ def depth_to_cloud(depth: np.ndarray, intrinsics: CameraIntrinsics, *, depth_sca
                 color, r, g, b, row_offsets, points, threads)
     return Cloud(data, finite, 1, POINT_STEP, finite * POINT_STEP, True,
                  cloud_fields(color is not None), finite)
+
+
+def _extended_cloud(depth, dx, dy, x_coef, y_coef, scale, min_range, max_range, invalid_depth,
+                    color, r, g, b, intensity, rays, organized, out, threads):
+    """:func:`depth_to_cloud` with intensity and/or a ray table (the arguments checked but for
+    these two): the extended kernels; the pinhole path above stays as it was."""
+    height, width = depth.shape
+    rows, columns = y_coef.shape[0], x_coef.shape[0]
+    with_intensity = intensity is not None
+    intensity_views = ((None, None, None) if intensity is None
+                       else _checked_intensity(intensity, height, width))
+    table = _checked_rays(rays, height, width, dx, dy) if rays is not None else None
+    step = point_step(color is not None, with_intensity)
+    floats = step // 4
+    fields = cloud_fields(color is not None, with_intensity)
+    is_float = depth.dtype == np.float32
+    if organized:
+        data = _output_buffer(out, rows * columns * step)
+        points = data.view(np.float32).reshape(rows * columns, floats)
+        kernel = _depth.organized_ext_f32 if is_float else _depth.organized_ext_u16
+        finite = kernel(depth, dx, dy, x_coef, y_coef, scale, min_range, max_range, invalid_depth,
+                        color, r, g, b, table, *intensity_views, points, threads)
+        return Cloud(data, columns, rows, step, columns * step, finite == rows * columns, fields,
+                     finite)
+    row_offsets = np.zeros(rows + 1, dtype=np.int64)
+    count_rows = _depth.count_rows_f32 if is_float else _depth.count_rows_u16
+    count_rows(depth, dx, dy, scale, min_range, max_range, invalid_depth, row_offsets[1:], threads)
+    np.cumsum(row_offsets, out=row_offsets)
+    finite = int(row_offsets[-1])
+    data = _output_buffer(out, finite * step)
+    points = data.view(np.float32).reshape(finite, floats)
+    write_dense = _depth.dense_ext_f32 if is_float else _depth.dense_ext_u16
+    write_dense(depth, dx, dy, x_coef, y_coef, scale, min_range, max_range, invalid_depth,
+                color, r, g, b, table, *intensity_views, row_offsets, points, threads)
+    return Cloud(data, finite, 1, step, finite * step, True, fields, finite)

@@ -30,6 +30,7 @@ from pointcloud_pipeline.camera import CameraIntrinsics  # noqa: E402
 from pointcloud_pipeline.depth import depth_to_cloud, max_cloud_bytes  # noqa: E402
 from pointcloud_pipeline.layouts import ENCODINGS  # noqa: E402
 from pointcloud_pipeline.normals import estimate_normals  # noqa: E402
+from pointcloud_pipeline.rays import RayTable  # noqa: E402
 from pointcloud_pipeline.raster import RasterGrid, RasterSettings  # noqa: E402
 import reference_bev  # noqa: E402
 import reference_depth  # noqa: E402
@@ -193,6 +194,64 @@ def test_depth_to_cloud_equals_the_reference(data):
                                   expected[..., 3].view(np.uint32))
     assert cloud.valid_points == int((~np.isnan(expected[..., 2])).sum())
     assert cloud.is_dense == (not np.isnan(expected[..., 2]).any())
+
+
+@FUZZ
+@given(st.data())
+def test_depth_to_cloud_with_intensity_and_rays_equals_the_reference(data):
+    """The extended kernel paths (XYZI, XYZRGBI, ray tables) on strided inputs, every option."""
+    rng = seeded_rng(data)
+    height, width = data.draw(st.integers(1, 12), label='h'), data.draw(st.integers(1, 12))
+    dtype = data.draw(st.sampled_from([np.uint16, np.float32]), label='dtype')
+    depth = strided_view(data, rng, (height, width), lambda r, s: random_depth(r, s, dtype))
+    dx = data.draw(st.integers(1, width + 3), label='dx')
+    dy = data.draw(st.integers(1, height + 3), label='dy')
+    rows, columns = -(-height // dy), -(-width // dx)
+    intensity = table = rgb = None
+    if data.draw(st.booleans(), label='with intensity'):
+        kind = data.draw(st.sampled_from([np.uint8, np.uint16, np.float32]), label='kind')
+        intensity = strided_view(data, rng, (height, width), lambda r, s: (
+            r.uniform(-5, 70000, s) if kind == np.float32 else r.integers(0, 65536, s)
+        ).astype(kind))
+    if data.draw(st.booleans(), label='with rays') or intensity is None:
+        rays = rng.uniform(-3, 3, (rows, columns, 3)).astype(np.float32)
+        rays[..., 2] = rng.uniform(1e-3, 2, (rows, columns))
+        table = RayTable(rays, width, height, dx, dy, data.draw(st.sampled_from(['z', 'radial'])))
+    kwargs = dict(depth_scale=data.draw(st.sampled_from([0.001, 1.0]), label='scale'),
+                  min_range=data.draw(st.sampled_from([0.0, 0.5, 2.0]), label='min'),
+                  max_range=data.draw(st.sampled_from([math.inf, 1.0, 4.0]), label='max'),
+                  invalid_depth=data.draw(st.sampled_from([0.0, 1.5]), label='invalid_depth'),
+                  decimation_x=dx, decimation_y=dy,
+                  organized=data.draw(st.booleans(), label='organized'))
+    if data.draw(st.booleans(), label='with colour'):
+        color = strided_view(data, rng, (height, width, 3),
+                             lambda r, s: r.integers(0, 256, s).astype(np.uint8))
+        kwargs.update(color=color)
+        rgb = color
+    intrinsics = CameraIntrinsics(data.draw(st.floats(0.5, 2000.0), label='f'), 300.0,
+                                  data.draw(st.floats(-50.0, 50.0), label='c'), 2.0)
+    with np.errstate(over='ignore', invalid='ignore'):  # 3e38 m depths: inf in both
+        expected = reference_depth.reference_points(
+            depth, intrinsics, kwargs['depth_scale'], kwargs['min_range'], kwargs['max_range'],
+            kwargs['invalid_depth'], dx, dy, kwargs['organized'], rgb, intensity,
+            None if table is None else table.rays)
+    out, bad_out = out_buffer(data, expected.size * 4)
+    threads = data.draw(st.sampled_from([0, 1, 2, 5]), label='threads')
+    if bad_out:
+        with pytest.raises(ValueError):
+            depth_to_cloud(depth, intrinsics, intensity=intensity, rays=table, out=out,
+                           threads=threads, **kwargs)
+        return
+    cloud = depth_to_cloud(depth, intrinsics, intensity=intensity, rays=table, out=out,
+                           threads=threads, **kwargs)
+    assert cloud.data.nbytes == expected.size * 4 == cloud.height * cloud.row_step
+    assert cloud.point_step == expected.shape[-1] * 4
+    points = cloud.data.view(np.float32).reshape(expected.shape)
+    np.testing.assert_array_equal(np.isnan(points[..., :3]), np.isnan(expected[..., :3]))
+    np.testing.assert_allclose(points[..., :3], expected[..., :3], rtol=1e-6, atol=0)
+    np.testing.assert_array_equal(points[..., 3:].view(np.uint32),
+                                  expected[..., 3:].view(np.uint32))
+    assert cloud.valid_points == int((~np.isnan(expected[..., 2])).sum())
 
 
 # --- ROS image views (no DDS: the message's raw fields) -------------------------------------
