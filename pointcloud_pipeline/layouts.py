@@ -38,6 +38,7 @@ ENCODINGS = {
 }
 DEPTH_ENCODINGS = ('16UC1', 'mono16', '32FC1')
 COLOR_ENCODINGS = ('rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8')
+INTENSITY_ENCODINGS = ('mono8', 'mono16', '16UC1', '32FC1')  # infrared / amplitude images
 
 
 def bytes_per_pixel(encoding):

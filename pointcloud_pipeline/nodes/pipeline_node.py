@@ -1,8 +1,15 @@
-"""ROS 2 node: depth image (+ colour) -> PointCloud2 and a bird's-eye-view image.
+"""ROS 2 node: depth image (+ colour, + intensity) -> PointCloud2 and a bird's-eye-view image.
+
+The counterpart of depth_image_proc's point_cloud_xyz, _xyzrgb, _xyzi and their _radial
+variants in one node (README "Coming from depth_image_proc").
 
 Subscribes
 - ``depth/image_rect`` (sensor_msgs/Image: 16UC1 / mono16 in ``depth_scale`` metres per unit,
-  32FC1 in metres),
+  32FC1 in metres). ``depth_kind``: ``z`` (along the optical axis, the ROS convention) or
+  ``radial`` (distance along the pixel's ray, e.g. some time-of-flight cameras);
+  ``rectified: false`` for an image that still has its lens distortion (rays from K and D:
+  plumb_bob, rational_polynomial or equidistant). Both use a per-pixel ray table computed
+  once per camera_info (``rays.ray_table``); rectified z-depth uses the pinhole model.
 - ``depth/camera_info`` (sensor_msgs/CameraInfo; the latest valid one is used; best effort, so
   any publisher matches, plus a transient-local subscription once a latched publisher appears,
   so its last message is received too; a message delivered through both is handled once).
@@ -15,15 +22,22 @@ Subscribes
   a stamp more than ``max(1 s, 2 * sync_max_age)`` behind the newest) or ROS time jumps back
   (``/clock`` with ``use_sim_time``), the pairing restarts with a throttled warning and a
   ``sync_reset`` event; the frames waiting then are dropped as ``no_rgb_partner``.
+- ``intensity/image_rect`` (mono8, mono16, 16UC1 or 32FC1: infrared / amplitude, registered to
+  depth and of its size) when ``use_intensity``, paired by stamp like colour (with both, a frame
+  needs all three; a depth frame without its set is dropped as ``no_rgb_partner``,
+  ``no_intensity_partner`` or ``no_partner``).
 Publishes
-- ``points`` (sensor_msgs/PointCloud2): x, y, z float32 at 0, 4, 8 (+ packed rgb float32 at 12),
-  point_step 16, in the depth image's optical frame (x right, y down, z forward), metres;
-  organized (NaN for invalid pixels) or dense; header copied from the depth image;
-- ``bev/image`` (sensor_msgs/Image bgr8: green height, red density; blue is the intensity
-  channel of the BEV kernel, always 0 here because a camera cloud has no intensity field),
-  computed from the same point buffer after the ``mount.*`` transform into the z-up body frame.
+- ``points`` (sensor_msgs/PointCloud2): x, y, z float32 at 0, 4, 8, then packed rgb float32 at
+  12 (``use_rgb``) or the raw intensity float32 at 12 (``use_intensity``): point_step 16; with
+  both, rgb at 12 and intensity at 16, point_step 20. In the depth image's optical frame
+  (x right, y down, z forward), metres; organized (NaN for invalid pixels) or dense; header
+  copied from the depth image;
+- ``bev/image`` (sensor_msgs/Image bgr8: green height, red density, blue intensity mapped by
+  ``bev.intensity_range``; 0 without ``use_intensity``), computed from the same point buffer
+  after the ``mount.*`` transform into the z-up body frame.
 - ``/diagnostics``: frames in/out/dropped per reason, events (``camera_info_rejected`` once per
   rejected camera_info publication, ``camera_info_duplicate``, ``rgb_without_depth``,
+  ``intensity_without_depth``,
   ``sync_reset``), latency p50/p99 from receiving the depth image to publishing its cloud
   (``latency_ms``) and its BEV image (``bev_latency_ms``).
 
@@ -41,19 +55,22 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from ..bev import bev_image_from_buffer
-from ..depth import POINT_STEP, cloud_fields, depth_to_cloud, max_cloud_bytes
-from ..layouts import COLOR_ENCODINGS, DEPTH_ENCODINGS
+from ..depth import cloud_fields, depth_to_cloud, max_cloud_bytes
+from ..layouts import COLOR_ENCODINGS, DEPTH_ENCODINGS, INTENSITY_ENCODINGS
+from ..rays import DEPTH_KINDS, needs_ray_table, ray_table
 from ..ros.camera_messages import pixels_to_image
 from ..ros.cloud_messages import SerializedPointCloud2
 from ..ros.data_field import MessageBuffer
 from ..ros.diagnostics import DiagnosticsReporter, FrameStatistics, ReasonWarnings
 from ..ros.executable import run_node
 from ..ros.message_checks import (DuplicateDeliveries, FrameError, camera_model,
-                                  check_camera_matches, check_color_matches, image_pixels)
+                                  check_camera_matches, check_color_matches,
+                                  check_intensity_matches, image_pixels)
 from ..ros.parameters import ParameterDeclarer, PipelineSettings, QOS_CHOICES, qos_profile
 from ..ros.stamp_sync import StampSynchronizer
 from ..transforms import OPTICAL_TO_BODY_ROTATION
 
+STREAM_NAMES = {'color': 'colour', 'intensity': 'intensity'}  # in log messages
 DEFAULT_MOUNT_TRANSFORM = [*OPTICAL_TO_BODY_ROTATION[0], 0.0, *OPTICAL_TO_BODY_ROTATION[1], 0.0,
                            *OPTICAL_TO_BODY_ROTATION[2], 0.0, 0.0, 0.0, 0.0, 1.0]
 
@@ -65,6 +82,7 @@ def declare_pipeline_parameters(params):
     d('queue_size', 5, 'history depth of subscriptions and publishers', value_range=(1, 100),
       read_only=True)
     d('use_rgb', False, 'colour the cloud from rgb/image_rect_color', read_only=True)
+    d('use_intensity', False, 'intensity field from intensity/image_rect', read_only=True)
     d('resize_rgb', False, 'resize a colour image of another size instead of dropping it')
     d('sync_slop', 0.0, 'largest depth/colour stamp difference, seconds (0: exact)',
       value_range=(0.0, 1.0))
@@ -75,6 +93,10 @@ def declare_pipeline_parameters(params):
     d('max_image_bytes', 268435456, 'input images with more data bytes are dropped',
       value_range=(1, 2**31 - 1))
     d('depth_scale', 0.001, 'metres per 16UC1/mono16 depth unit', value_range=(1e-9, 1000.0))
+    d('depth_kind', 'z', "'z': depth along the optical axis; 'radial': distance along the "
+      "pixel's ray", choices=DEPTH_KINDS)
+    d('rectified', True, 'false: the depth image still has its lens distortion (camera_info K '
+      'and D)')
     d('use_projection_matrix', True, 'intrinsics from camera_info P (else K)')
     d('min_range', 0.0, 'metres; nearer readings are invalid', value_range=(0.0, 1000.0))
     d('max_range', 20.0, 'metres; farther readings are invalid', value_range=(0.0, 1000.0))
@@ -92,6 +114,7 @@ def declare_pipeline_parameters(params):
     d('bev.z_range', [-2.0, 2.0], 'metres up kept [min, max]')
     d('bev.resolution', 0.05, 'metres per cell', value_range=(0.001, 100.0))
     d('bev.frame_id', 'base_link', 'frame_id of the BEV image')
+    d('bev.intensity_range', [0.0, 255.0], 'raw intensity mapped to [0, 1] [min, max]')
     for name, description in (('height', 'metres of the camera above the body origin'),
                               ('x', 'metres of the camera ahead of the body origin'),
                               ('y', 'metres of the camera left of the body origin'),
@@ -115,6 +138,7 @@ class PipelineNode(Node):
         qos = self.get_parameter('qos').value
         depth = self.get_parameter('queue_size').value
         self.use_rgb = self.get_parameter('use_rgb').value
+        self.use_intensity = self.get_parameter('use_intensity').value
         profile = qos_profile(qos, depth)
 
         self.statistics = FrameStatistics()
@@ -125,13 +149,18 @@ class PipelineNode(Node):
         self._warned_fallback = False
         self._serialized = SerializedPointCloud2()
         self._bev_buffer = MessageBuffer()
-        self._unmatched_seen = {'depth': 0, 'color': 0}
+        # streams paired with depth by stamp, in the order _convert takes them
+        partners = ('color',) * self.use_rgb + ('intensity',) * self.use_intensity
+        self._unmatched_seen = dict.fromkeys(('depth',) + partners, 0)
+        self._no_partner_reason = {('color',): 'no_rgb_partner',
+                                   ('intensity',): 'no_intensity_partner'}.get(partners,
+                                                                               'no_partner')
         self._resets_seen = 0
         self.sync = None
         self._time_jump_handle = None
-        if self.use_rgb:
+        if partners:
             self.sync = StampSynchronizer(
-                ('depth', 'color'), slop=self.settings.sync_slop,
+                ('depth',) + partners, slop=self.settings.sync_slop,
                 queue_size=self.get_parameter('sync_queue_size').value,
                 max_age=self.settings.sync_max_age)
             # ROS time moving backwards (/clock of a looping bag or a reset simulator)
@@ -151,7 +180,11 @@ class PipelineNode(Node):
         self._latched_info_timer = self.create_timer(0.5, self._watch_for_latched_camera_info)
         self.create_subscription(Image, 'depth/image_rect', self._on_depth, profile)
         if self.use_rgb:
-            self.create_subscription(Image, 'rgb/image_rect_color', self._on_color, profile)
+            self.create_subscription(Image, 'rgb/image_rect_color',
+                                     lambda msg: self._on_partner('color', msg), profile)
+        if self.use_intensity:
+            self.create_subscription(Image, 'intensity/image_rect',
+                                     lambda msg: self._on_partner('intensity', msg), profile)
         self.reporter = DiagnosticsReporter(
             self, self.statistics, period=self.get_parameter('diagnostics_period').value,
             log_period=self.settings.log_period)
@@ -160,7 +193,7 @@ class PipelineNode(Node):
         self.add_post_set_parameters_callback(self._apply_parameters)
         self.get_logger().info(
             f'depth -> {self.resolve_topic_name("points")} '
-            f'({"XYZRGB" if self.use_rgb else "XYZ"}, {qos}) and '
+            f'(XYZ{"RGB" * self.use_rgb}{"I" * self.use_intensity}, {qos}) and '
             f'{self.resolve_topic_name("bev/image")}')
 
     # --- parameters ------------------------------------------------------------------------
@@ -240,29 +273,36 @@ class PipelineNode(Node):
                 self.statistics.count_skipped()
                 return
             if self.sync is None:
-                self._convert(msg, None, received)
+                self._convert(msg, None, None, received)
                 return
-            pair = self.sync.add('depth', msg.header.stamp, msg)
+            matched = self.sync.add('depth', msg.header.stamp, msg)
             self._count_unmatched()
-            if pair is not None:
-                self._convert(pair[0], pair[1], received)
+            if matched is not None:
+                self._convert_matched(matched, received)
         except Exception as error:  # noqa: BLE001 - nothing may escape a callback
             self.statistics.count_dropped('internal_error')
             self.warnings.warn('internal_error', f'dropped a depth frame: {error!r}')
 
-    def _on_color(self, msg):
+    def _on_partner(self, stream, msg):
+        """A colour or intensity image: converted with its depth frame once the set is whole."""
         received = time.perf_counter()
         try:
-            pair = self.sync.add('color', msg.header.stamp, msg)
+            matched = self.sync.add(stream, msg.header.stamp, msg)
             self._count_unmatched()
-            if pair is not None:
+            if matched is not None:
                 if any(self._wanted()):
-                    self._convert(pair[0], pair[1], received)
+                    self._convert_matched(matched, received)
                 else:
                     self.statistics.count_skipped()
         except Exception as error:  # noqa: BLE001 - nothing may escape a callback
             self.statistics.count_dropped('internal_error')
-            self.warnings.warn('internal_error', f'dropped a colour frame: {error!r}')
+            self.warnings.warn('internal_error', f'dropped a {STREAM_NAMES[stream]} image: '
+                               f'{error!r}')
+
+    def _convert_matched(self, matched, received):
+        """Convert a set from the synchroniser: (depth, colour and/or intensity)."""
+        images = dict(zip(self.sync.streams, matched))
+        self._convert(images['depth'], images.get('color'), images.get('intensity'), received)
 
     def _count_unmatched(self):
         resets = self.sync.resets
@@ -273,20 +313,23 @@ class PipelineNode(Node):
                                'simulator reset, replay without restamping, a bogus future '
                                f'stamp or ROS time moving backwards; threshold '
                                f'{self.sync.jump_back:g} s): colour pairing restarted')
-        for stream, reason in (('depth', 'no_rgb_partner'), ('color', 'rgb_without_depth')):
-            count = self.sync.unmatched[stream]
+        for stream, count in self.sync.unmatched.items():
             new = count - self._unmatched_seen[stream]
-            if new > 0:
-                self._unmatched_seen[stream] = count
-                if stream == 'depth':
-                    self.statistics.count_dropped(reason, new)
-                    self.warnings.warn(reason, f'{new} depth frame(s) had no colour image with a '
-                                       f'matching stamp (sync_slop {self.settings.sync_slop} s)')
-                else:
-                    self.statistics.count_event(reason, new)
+            if new <= 0:
+                continue
+            self._unmatched_seen[stream] = count
+            if stream == 'depth':
+                reason = self._no_partner_reason
+                partners = ' and '.join(STREAM_NAMES[name] for name in self.sync.streams[1:])
+                self.statistics.count_dropped(reason, new)
+                self.warnings.warn(reason, f'{new} depth frame(s) had no {partners} image with '
+                                   f'a matching stamp (sync_slop {self.settings.sync_slop} s)')
+            else:
+                self.statistics.count_event(
+                    'rgb_without_depth' if stream == 'color' else 'intensity_without_depth', new)
 
-    def _convert(self, depth_msg, color_msg, received):
-        """Validate, convert and publish one frame (a depth image and maybe its colour)."""
+    def _convert(self, depth_msg, color_msg, intensity_msg, received):
+        """Validate, convert and publish one frame (a depth image, maybe colour and intensity)."""
         settings = self.settings
         try:
             camera = self._camera
@@ -300,18 +343,27 @@ class PipelineNode(Node):
                                      prefix='rgb_')
                 check_color_matches(color.shape, depth.shape, settings.resize_rgb)
                 color_encoding = color_msg.encoding
+            intensity = None
+            if intensity_msg is not None:
+                intensity = image_pixels(intensity_msg, INTENSITY_ENCODINGS,
+                                         settings.max_image_bytes, prefix='intensity_')
+                check_intensity_matches(intensity.shape, depth.shape)
+            rays = self._rays(camera, depth.shape)
             want_cloud, want_bev = self._wanted()
             frame_id = settings.frame_id or depth_msg.header.frame_id
+            with_color, with_intensity = color is not None, intensity is not None
+            fields = cloud_fields(with_color, with_intensity)
             out = self._serialized.data_view(
-                frame_id, cloud_fields(color is not None),
-                max_cloud_bytes(depth.shape, settings.decimation_x, settings.decimation_y))
+                frame_id, fields,
+                max_cloud_bytes(depth.shape, settings.decimation_x, settings.decimation_y,
+                                with_color=with_color, with_intensity=with_intensity))
             cloud = depth_to_cloud(
                 depth, camera.intrinsics, depth_scale=settings.depth_scale,
                 min_range=settings.min_range, max_range=settings.max_range,
                 invalid_depth=settings.invalid_depth, decimation_x=settings.decimation_x,
                 decimation_y=settings.decimation_y, organized=settings.organized, color=color,
                 color_encoding=color_encoding or 'rgb8', resize_color=settings.resize_rgb,
-                out=out, threads=settings.threads)
+                intensity=intensity, rays=rays, out=out, threads=settings.threads)
         except FrameError as error:
             self.statistics.count_dropped(error.reason)
             self.warnings.warn(error.reason, f'dropped a frame: {error}')
@@ -328,8 +380,12 @@ class PipelineNode(Node):
         if want_bev:
             grid = settings.bev_grid
             pixels = self._bev_buffer.view(grid.rows * grid.cols * 3).reshape(grid.shape)
-            image = bev_image_from_buffer(cloud.data, POINT_STEP, cloud.width * cloud.height,
-                                          grid=grid, transform=settings.mount, out=pixels,
+            intensity_offset = next((field.offset for field in fields
+                                     if field.name == 'intensity'), None)
+            image = bev_image_from_buffer(cloud.data, cloud.point_step,
+                                          cloud.width * cloud.height,
+                                          intensity_offset=intensity_offset, grid=grid,
+                                          transform=settings.mount, out=pixels,
                                           threads=settings.threads)
             header = Header(stamp=stamp, frame_id=settings.bev_frame_id)
             self.bev_publisher.publish(pixels_to_image(image, 'bgr8', header,
@@ -338,6 +394,26 @@ class PipelineNode(Node):
         # latency: receive -> cloud published (-> BEV published when only the BEV is wanted)
         self.statistics.count_published(
             latency if latency is not None else time.perf_counter() - received)
+
+
+    def _rays(self, camera, depth_shape):
+        """The ray table of radial or unrectified depth (None: the pinhole path), cached by
+        ``rays.ray_table`` until the camera_info or the settings change."""
+        settings = self.settings
+        if not needs_ray_table(settings.depth_kind, settings.rectified):
+            return None
+        intrinsics = camera.intrinsics if settings.rectified else camera.raw_intrinsics
+        if intrinsics is None:
+            raise FrameError('bad_camera_info', 'rectified: false needs camera_info K, which '
+                             'is all zeros')
+        try:
+            return ray_table(intrinsics, depth_shape[1], depth_shape[0],
+                             depth_kind=settings.depth_kind, rectified=settings.rectified,
+                             distortion_model=camera.distortion_model,
+                             distortion=camera.distortion, decimation_x=settings.decimation_x,
+                             decimation_y=settings.decimation_y)
+        except ValueError as error:
+            raise FrameError('bad_camera_info', f'no ray table: {error}') from None
 
 
 def main(args=None):

@@ -39,12 +39,19 @@ def image_pixels(msg, allowed_encodings, max_bytes, prefix=''):
 
 class CameraModel(NamedTuple):
     """What the conversion needs from a ``sensor_msgs/CameraInfo``: the intrinsics and size of
-    the published image (binning and ROI applied, see :func:`camera_model`)."""
+    the published image (binning and ROI applied, see :func:`camera_model`).
+
+    ``intrinsics`` come from P (or K, as asked); ``raw_intrinsics`` always from K, with
+    ``distortion_model`` and ``distortion`` (D) the lens model of the unrectified image (for
+    ray tables, :mod:`..rays`). ``raw_intrinsics`` is None when K is unusable (P-only info)."""
 
     intrinsics: CameraIntrinsics
     width: int
     height: int
     fallback: str | None = None  # why the other matrix than asked for was used, if it was
+    raw_intrinsics: CameraIntrinsics | None = None
+    distortion_model: str = ''
+    distortion: tuple = ()
 
 
 def _roi_fields(info):
@@ -83,8 +90,17 @@ def camera_model(info, use_projection_matrix=True):
                                                      use_projection_matrix=use_projection_matrix)
     except ValueError as error:
         raise FrameError('bad_camera_info', str(error)) from None
+    try:
+        raw = reduced_intrinsics(intrinsics_from_camera_info(k, None, False), region)
+    except ValueError:
+        raw = None
+    try:
+        distortion = tuple(float(value) for value in getattr(info, 'd', ()))
+    except (TypeError, ValueError) as error:
+        raise FrameError('bad_camera_info', f'camera_info D is not numeric: {error}') from None
     width, height = region.image_size
-    return CameraModel(reduced_intrinsics(intrinsics, region), width, height, fallback)
+    return CameraModel(reduced_intrinsics(intrinsics, region), width, height, fallback, raw,
+                       str(getattr(info, 'distortion_model', '')), distortion)
 
 
 def check_camera_matches(model, depth_shape):
@@ -94,6 +110,15 @@ def check_camera_matches(model, depth_shape):
         raise FrameError('camera_info_mismatch',
                          f'depth image is {width}x{height} but camera_info is '
                          f'{model.width}x{model.height} (after its binning and roi)')
+
+
+def check_intensity_matches(intensity_shape, depth_shape):
+    """Reason 'intensity_size_mismatch' when intensity and depth sizes differ (an intensity
+    image is registered to depth by the sensor: it is never resized)."""
+    if tuple(intensity_shape[:2]) != tuple(depth_shape[:2]):
+        raise FrameError('intensity_size_mismatch',
+                         f'intensity image is {intensity_shape[1]}x{intensity_shape[0]} but '
+                         f'depth is {depth_shape[1]}x{depth_shape[0]}')
 
 
 def check_color_matches(color_shape, depth_shape, resize):

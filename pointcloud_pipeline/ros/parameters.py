@@ -20,6 +20,7 @@ from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescr
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 from ..bev import BevGrid
+from ..rays import DEPTH_KINDS
 from ..transforms import camera_mount_transform, validated_transform
 
 QOS_CHOICES = ('sensor_data', 'reliable')
@@ -130,6 +131,13 @@ def _finite(values, name, low=-math.inf, high=math.inf, low_inclusive=True):
     return value
 
 
+def _choice(values, name, choices):
+    value = str(values[name])
+    if value not in choices:
+        raise ValueError(f'{name} must be one of {", ".join(choices)}, got {value!r}')
+    return value
+
+
 def _transform(values, prefix):
     try:
         return validated_transform(values[f'{prefix}transform'])
@@ -154,6 +162,8 @@ class PipelineSettings:
     """Settings of the pipeline node that may change while it runs."""
 
     depth_scale: float
+    depth_kind: str  # 'z' (along the optical axis) or 'radial' (along the pixel's ray)
+    rectified: bool  # False: unrectified image, rays from K and D
     use_projection_matrix: bool
     min_range: float
     max_range: float
@@ -195,6 +205,8 @@ class PipelineSettings:
             raise ValueError(f'threads must be >= 0 (0 = all cores), got {values["threads"]}')
         return cls(
             depth_scale=_finite(values, 'depth_scale', 0.0, low_inclusive=False),
+            depth_kind=_choice(values, 'depth_kind', DEPTH_KINDS),
+            rectified=bool(values['rectified']),
             use_projection_matrix=bool(values['use_projection_matrix']),
             min_range=min_range, max_range=max_range,
             invalid_depth=_finite(values, 'invalid_depth', 0.0),
@@ -204,7 +216,8 @@ class PipelineSettings:
             max_image_bytes=int(values['max_image_bytes']),
             sync_slop=_finite(values, 'sync_slop', 0.0),
             sync_max_age=_finite(values, 'sync_max_age', 0.0, low_inclusive=False),
-            bev_enable=bool(values['bev.enable']), bev_grid=_grid(values, 'bev.'),
+            bev_enable=bool(values['bev.enable']),
+            bev_grid=_grid(values, 'bev.', tuple(values['bev.intensity_range'])),
             bev_frame_id=str(values['bev.frame_id']), mount=mount,
             log_period=_finite(values, 'log_period', 0.0),
             warn_throttle=_finite(values, 'warn_throttle', 0.0))

@@ -1,15 +1,17 @@
-"""Pair messages of two streams (e.g. depth and colour images) by their header stamps.
+"""Match messages of two or more streams (e.g. depth, colour and intensity images) by their
+header stamps.
 
 A small, bounded replacement for ``message_filters`` (not installable from PyPI), without any
 executor dependency: call :meth:`StampSynchronizer.add` from subscription callbacks; a matched
-pair is returned.
+set (one message per stream) is returned.
 
-Matching: an arriving message is paired with the queued message of the other stream whose stamp
-is closest to its own, if that difference is at most ``slop`` seconds (``slop=0``: exact stamps
-only). Both are then removed. Messages wait in bounded per-stream queues: when a queue is full
-its oldest-stamped message is dropped and counted as unmatched; with ``max_age`` a message is
-also dropped once the newest stamp seen on either stream is more than ``max_age`` seconds newer
-(its partner is presumed lost). Arrival order does not matter within those bounds.
+Matching: an arriving message is matched with, in every other stream, the queued message whose
+stamp is closest to its own, if each of those differences is at most ``slop`` seconds
+(``slop=0``: exact stamps only; with more than two streams two partners may thus differ by up
+to ``2 * slop``). All of them are then removed. Messages wait in bounded per-stream queues: when
+a queue is full its oldest-stamped message is dropped and counted as unmatched; with ``max_age``
+a message is also dropped once the newest stamp seen on any stream is more than ``max_age``
+seconds newer (its partner is presumed lost). Arrival order does not matter within those bounds.
 
 Stamps that jump back (``ros2 bag play --loop``, a simulator reset, a replay that loops without
 restamping, or after one message with a bogus future stamp): a message whose stamp is more than
@@ -21,8 +23,8 @@ dropped as too old for good. :meth:`reset` does the same on demand (e.g. when RO
 back). A message only a little late (older than ``newest - max_age`` but within ``jump_back``)
 is still dropped as unmatched.
 
-Matching is greedy (the best partner already queued, no waiting for a possibly closer one), which
-gives the lowest latency; with a ``slop`` below half the frame period it is also optimal.
+Matching is greedy (the best partners already queued, no waiting for possibly closer ones),
+which gives the lowest latency; with a ``slop`` below half the frame period it is also optimal.
 """
 import threading
 from typing import Any, NamedTuple
@@ -42,10 +44,10 @@ class _Pending(NamedTuple):
 
 
 class StampSynchronizer:
-    """Bounded two-stream synchroniser by stamp, exact (``slop=0``) or approximate.
+    """Bounded synchroniser of two or more streams by stamp, exact (``slop=0``) or approximate.
 
-    streams: names of the two streams, e.g. ``('depth', 'color')``; pairs are returned in
-        this order.
+    streams: names of the streams (at least two, distinct), e.g. ``('depth', 'color')``;
+        matched sets are returned in this order.
     slop: largest stamp difference of a pair, seconds (>= 0).
     queue_size: messages kept per stream while waiting for a partner (>= 1).
     max_age: seconds; drop a waiting message once a stamp this much newer has been seen on
@@ -58,8 +60,8 @@ class StampSynchronizer:
     def __init__(self, streams=('depth', 'color'), slop=0.0, queue_size=10, max_age=None,
                  jump_back=None):
         streams = tuple(streams)
-        if len(streams) != 2 or streams[0] == streams[1]:
-            raise ValueError(f'streams must be two distinct names, got {streams!r}')
+        if len(streams) < 2 or len(set(streams)) != len(streams):
+            raise ValueError(f'streams must be two or more distinct names, got {streams!r}')
         if not slop >= 0.0:  # also rejects NaN
             raise ValueError(f'slop must be >= 0 seconds, got {slop!r}')
         if int(queue_size) < 1:
@@ -131,14 +133,14 @@ class StampSynchronizer:
     def add(self, stream, stamp, message):
         """Offer ``message`` of ``stream`` with ``stamp`` (a ``Time`` message or int nanoseconds).
 
-        Returns the matched pair ``(first_stream_message, second_stream_message)``, or None when
-        the message now waits for its partner (or was dropped as too old). A stamp more than
-        :attr:`jump_back` seconds behind the newest first resets the synchroniser.
+        Returns the matched set, one message per stream in :attr:`streams` order (a pair for two
+        streams), or None when the message now waits for its partners (or was dropped as too
+        old). A stamp more than :attr:`jump_back` seconds behind the newest first resets the
+        synchroniser.
         """
         if stream not in self._queues:
             raise ValueError(f'unknown stream {stream!r} (expected one of {self.streams})')
         stamp_ns = stamp if isinstance(stamp, int) else stamp_to_ns(stamp)
-        other = self.streams[1] if stream == self.streams[0] else self.streams[0]
         with self._lock:
             if (self._newest_ns is not None and
                     stamp_ns < self._newest_ns - self._reset_threshold_ns()):
@@ -149,23 +151,35 @@ class StampSynchronizer:
             if self._max_age_ns is not None and stamp_ns < self._newest_ns - self._max_age_ns:
                 self.unmatched[stream] += 1  # too late: every possible partner has expired
                 return None
-            candidates = self._queues[other]
-            best = None
-            for index, pending in enumerate(candidates):
-                gap = abs(pending.stamp_ns - stamp_ns)
-                if gap <= self._slop_ns and (best is None or gap < best[0]):
-                    best = (gap, index)
-            if best is None:
-                queue = self._queues[stream]
-                queue.append(_Pending(stamp_ns, message))
-                if len(queue) > self.queue_size:
-                    oldest = min(range(len(queue)), key=lambda i: queue[i].stamp_ns)
-                    del queue[oldest]
-                    self.unmatched[stream] += 1
-                return None
-            partner = candidates.pop(best[1]).message
-            self.matched += 1
-        return (message, partner) if stream == self.streams[0] else (partner, message)
+            partners = {}
+            for other in self.streams:
+                if other != stream:
+                    index = self._closest(self._queues[other], stamp_ns)
+                    if index is None:
+                        break
+                    partners[other] = index
+            else:
+                matched = tuple(message if name == stream else
+                                self._queues[name].pop(partners[name]).message
+                                for name in self.streams)
+                self.matched += 1
+                return matched
+            queue = self._queues[stream]
+            queue.append(_Pending(stamp_ns, message))
+            if len(queue) > self.queue_size:
+                oldest = min(range(len(queue)), key=lambda i: queue[i].stamp_ns)
+                del queue[oldest]
+                self.unmatched[stream] += 1
+            return None
+
+    def _closest(self, queue, stamp_ns):
+        """Index of the queued message closest to ``stamp_ns`` within the slop, or None."""
+        best = None
+        for index, pending in enumerate(queue):
+            gap = abs(pending.stamp_ns - stamp_ns)
+            if gap <= self._slop_ns and (best is None or gap < best[0]):
+                best = (gap, index)
+        return None if best is None else best[1]
 
     def _expire(self):
         if self._max_age_ns is None:

@@ -115,6 +115,22 @@ def test_binned_and_cropped_camera_info_describes_the_published_image():
     assert (by_k.width, by_k.height) == (640, 960)
 
 
+def test_camera_model_keeps_k_and_the_lens_model_for_ray_tables():
+    info = ros_camera_info(binning=(2, 2), roi=(160, 120, 640, 480),
+                           p=(1100.0, 0, 600.0, 0, 0, 1100.0, 450.0, 0, 0, 0, 1, 0))
+    info.distortion_model = 'rational_polynomial'
+    info.d = [0.1, -0.2, 0.001, 0.002, 0.03, 0.0, 0.0, 0.0]
+    model = camera_model(info)
+    assert tuple(model.intrinsics) == (550.0, 550.0, (600.0 - 160) / 2, (450.0 - 120) / 2)
+    assert tuple(model.raw_intrinsics) == (1170.0 / 2, 1172.0 / 2, (641.5 - 160) / 2,
+                                           (479.25 - 120) / 2)
+    assert model.distortion_model == 'rational_polynomial'
+    assert model.distortion == (0.1, -0.2, 0.001, 0.002, 0.03, 0.0, 0.0, 0.0)
+    p_only = camera_model(ros_camera_info(k=[0.0] * 9, p=(1100.0, 0, 600.0, 0, 0, 1100.0,
+                                                          450.0, 0, 0, 0, 1, 0)))
+    assert p_only.raw_intrinsics is None
+
+
 @pytest.mark.parametrize('binning,roi', [
     ((1, 1), (1, 0, 1280, 960)), ((1, 1), (0, 0, 0, 10)), ((1, 1), (5, 5, 0, 0)),
     ((2048, 1), (0, 0, 0, 0))])

@@ -111,7 +111,7 @@ def test_slop_and_max_age_can_change_at_runtime():
 
 @pytest.mark.parametrize('kwargs', [
     {'slop': -0.1}, {'slop': float('nan')}, {'queue_size': 0}, {'max_age': 0.0},
-    {'streams': ('a', 'a')}, {'streams': ('a',)}, {'jump_back': 0.0},
+    {'streams': ('a', 'a')}, {'streams': ('a',)}, {'streams': ('a', 'b', 'a')}, {'jump_back': 0.0},
     {'jump_back': float('nan')}])
 def test_rejects_bad_arguments(kwargs):
     with pytest.raises(ValueError):
@@ -222,3 +222,46 @@ def test_reset_on_demand_drops_the_queues():
     sync.add('depth', 99 * NS_PER_SECOND + 600 * MS, 'd2')
     assert sync.add('color', 99 * NS_PER_SECOND + 600 * MS, 'c2') == ('d2', 'c2')
     assert sync.resets == 1
+
+
+THREE = ('depth', 'color', 'intensity')
+
+
+def test_three_streams_match_only_when_every_stream_has_the_stamp():
+    sync = StampSynchronizer(THREE)
+    assert sync.add('intensity', 100, 'i100') is None
+    assert sync.add('depth', 100, 'd100') is None  # colour still missing: depth waits
+    assert sync.pending() == {'depth': 1, 'color': 0, 'intensity': 1}
+    assert sync.add('color', 100, 'c100') == ('d100', 'c100', 'i100')
+    assert sync.pending() == {'depth': 0, 'color': 0, 'intensity': 0}
+    assert sync.matched == 1
+
+
+@pytest.mark.parametrize('order', [THREE, THREE[::-1], ('color', 'depth', 'intensity')])
+def test_three_streams_match_in_any_arrival_order(order):
+    sync = StampSynchronizer(THREE)
+    results = [sync.add(stream, stamp * MS, f'{stream[0]}{stamp}')
+               for stamp in (1, 2) for stream in order]
+    assert [r for r in results if r] == [('d1', 'c1', 'i1'), ('d2', 'c2', 'i2')]
+
+
+def test_three_streams_approximate_picks_the_closest_of_each():
+    sync = StampSynchronizer(THREE, slop=0.010)
+    sync.add('color', 95 * MS, 'c95')
+    sync.add('color', 101 * MS, 'c101')
+    sync.add('intensity', 120 * MS, 'i120')  # beyond the slop of depth 100
+    sync.add('intensity', 98 * MS, 'i98')
+    assert sync.add('depth', 100 * MS, 'd100') == ('d100', 'c101', 'i98')
+    assert sync.pending() == {'depth': 0, 'color': 1, 'intensity': 1}
+
+
+def test_three_streams_count_the_unmatched_per_stream():
+    sync = StampSynchronizer(THREE, queue_size=1)
+    sync.add('depth', 1, 'd1')
+    sync.add('color', 1, 'c1')
+    sync.add('depth', 2, 'd2')  # d1 never got its intensity: dropped by the queue bound
+    assert sync.unmatched == {'depth': 1, 'color': 0, 'intensity': 0}
+    assert sync.add('intensity', 2, 'i2') is None  # c1 is not within the slop of 2
+    assert sync.add('color', 2, 'c2') == ('d2', 'c2', 'i2')
+    assert sync.pending() == {'depth': 0, 'color': 1, 'intensity': 0}  # c1 still waits
+    assert sync.unmatched == {'depth': 1, 'color': 0, 'intensity': 0}
