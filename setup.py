@@ -73,6 +73,10 @@ setup(
             'synthetic_camera_node = pointcloud_pipeline.nodes.synthetic_camera_node:main',
             'recorder_node = pointcloud_pipeline.nodes.recorder_node:main',
             'replay_node = pointcloud_pipeline.nodes.replay_node:main',
+            'register_node = pointcloud_pipeline.nodes.register_node:main',
+            'convert_metric_node = pointcloud_pipeline.nodes.convert_metric_node:main',
+            'crop_foremost_node = pointcloud_pipeline.nodes.crop_foremost_node:main',
+            'disparity_node = pointcloud_pipeline.nodes.disparity_node:main',
         ],
     },
 )

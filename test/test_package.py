@@ -46,6 +46,10 @@ EXECUTABLES = {  # ros2 run / console script name -> module:function
     'depth_estimator_node': 'pointcloud_pipeline.nodes.depth_estimator_node:main',
     'synthetic_camera_node': 'pointcloud_pipeline.nodes.synthetic_camera_node:main',
     'replay_node': 'pointcloud_pipeline.nodes.replay_node:main',
+    'register_node': 'pointcloud_pipeline.nodes.register_node:main',
+    'convert_metric_node': 'pointcloud_pipeline.nodes.convert_metric_node:main',
+    'crop_foremost_node': 'pointcloud_pipeline.nodes.crop_foremost_node:main',
+    'disparity_node': 'pointcloud_pipeline.nodes.disparity_node:main',
     'recorder_node': 'pointcloud_pipeline.nodes.recorder_node:main',
 }
 

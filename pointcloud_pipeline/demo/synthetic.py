@@ -13,6 +13,12 @@ of VGA depth+RGB in memory and repeat visibly).
 Depth is z-depth along the optical axis in millimetres (``16UC1``), 0 where nothing returns
 within ``max_depth`` (the open ceiling, far walls). Images are in the camera optical frame
 (x right, y down, z forward); the intrinsics are a pinhole camera with no distortion.
+
+:class:`UnregisteredCamera` is the same room seen by a depth camera and a separate colour camera
+(like a Kinect, an Azure Kinect or an Orbbec camera before registration): the colour camera sits
+:data:`COLOR_OFFSET` to the right of the depth camera, turned by :data:`COLOR_ROLL_PITCH_YAW`,
+with its own size and focal length; :func:`depth_to_color_transform` is the extrinsic that
+``register_node`` needs.
 """
 from dataclasses import dataclass, field
 import math
@@ -22,11 +28,16 @@ import numpy as np
 
 from . import _synthetic
 from ..camera import CameraIntrinsics
-from ..transforms import camera_mount_transform
+from ..transforms import camera_mount_transform, rotation_from_rpy
 
 LOOP_SECONDS = 30.0
 CAMERA_HEIGHT = 0.8  # metres above the floor
 CAMERA_PITCH = 0.15  # radians, tilted down
+# The unregistered rig: the colour camera's pose in the depth camera's optical frame (x right,
+# y down, z forward): 25 mm to the right, rotated 0.01 rad about x, 0.02 rad about y.
+COLOR_OFFSET = (0.025, 0.0, 0.0)  # metres
+COLOR_ROLL_PITCH_YAW = (0.01, 0.02, 0.0)  # radians about the depth optical x, y, z axes
+COLOR_FOCAL_FACTOR = 0.72  # colour fx = fy = this x colour width (depth: 0.82 x width)
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,32 @@ def camera_pose(seconds, height=CAMERA_HEIGHT, pitch=CAMERA_PITCH):
     x, y = 3.0 * math.cos(angle), 2.2 * math.sin(angle)
     heading = math.atan2(2.2 * math.cos(angle), -3.0 * math.sin(angle))
     return camera_mount_transform(height=height, pitch=pitch, yaw=heading + 0.4, x=x, y=y)
+
+
+def depth_from_color_transform():
+    """4x4 pose of the unregistered rig's colour camera in the depth optical frame
+    (``p_depth = T @ p_color``)."""
+    transform = np.eye(4)
+    transform[:3, :3] = rotation_from_rpy(*COLOR_ROLL_PITCH_YAW)
+    transform[:3, 3] = COLOR_OFFSET
+    return transform
+
+
+def depth_to_color_transform():
+    """4x4 extrinsic of the unregistered rig, ``p_color = T @ p_depth`` (metres): what
+    ``register_node``'s ``depth_to_rgb_transform`` (row-major, ``.ravel()``) or a TF
+    ``camera_color_optical_frame`` <- ``camera_depth_optical_frame`` holds."""
+    pose = depth_from_color_transform()
+    transform = np.eye(4)
+    transform[:3, :3] = pose[:3, :3].T
+    transform[:3, 3] = -pose[:3, :3].T @ pose[:3, 3]
+    return transform
+
+
+def color_camera_size(depth_width):
+    """(width, height) of the unregistered rig's colour image for a depth image
+    ``depth_width`` wide: the same width at 16:9 (like most RGB-D colour streams)."""
+    return int(depth_width), max(1, round(depth_width * 9 / 16))
 
 
 class SyntheticFrame(NamedTuple):
@@ -180,3 +217,38 @@ class SyntheticDepthCamera:
             raise ValueError(f'{name} must be a C-contiguous {shape} {np.dtype(dtype)} array, '
                              f'got {out.shape} {out.dtype}')
         return out
+
+
+class UnregisteredCamera:
+    """A depth camera and a separate colour camera in the synthetic room (see the module
+    docstring): depth rendered from :func:`camera_pose`, colour from that pose moved by
+    :func:`depth_from_color_transform`.
+
+    width, height: depth image pixels; the colour image is ``color_size`` (default
+    :func:`color_camera_size`) with fx = fy = ``color_focal`` (default
+    :data:`COLOR_FOCAL_FACTOR` x its width). ``depth`` and ``color`` are the two
+    :class:`SyntheticDepthCamera`; ``color_intrinsics``, ``depth_intrinsics`` their intrinsics.
+    """
+
+    def __init__(self, width=640, height=480, focal=None, color_size=None, color_focal=None,
+                 max_depth=8.0, scene=None, threads=1):
+        color_width, color_height = color_size or color_camera_size(width)
+        self.depth = SyntheticDepthCamera(width, height, focal=focal, max_depth=max_depth,
+                                          with_color=False, scene=scene, threads=threads)
+        self.color = SyntheticDepthCamera(
+            color_width, color_height,
+            focal=color_focal if color_focal is not None else COLOR_FOCAL_FACTOR * color_width,
+            max_depth=max_depth, with_color=True, scene=self.depth.scene, threads=threads)
+        self.depth_intrinsics = self.depth.intrinsics
+        self.color_intrinsics = self.color.intrinsics
+        self.depth_from_color = depth_from_color_transform()
+
+    def render(self, seconds=0.0, depth_out=None, rgb_out=None, pose=None):
+        """(depth frame, colour frame) at ``seconds`` (or with the depth camera at ``pose``, a
+        4x4 world <- depth optical transform). The colour frame's ``depth_mm`` is the colour
+        camera's own depth image (what registration should give) and its pose is
+        ``pose @ depth_from_color``."""
+        pose = camera_pose(seconds) if pose is None else np.ascontiguousarray(pose, np.float64)
+        depth = self.depth.render(pose=pose, depth_out=depth_out)
+        color = self.color.render(pose=pose @ self.depth_from_color, rgb_out=rgb_out)
+        return depth, color

@@ -4,9 +4,12 @@ import math
 import numpy as np
 import pytest
 
-from pointcloud_pipeline.demo.synthetic import (Box, CAMERA_HEIGHT, Scene, SyntheticDepthCamera,
-                                                camera_pose, default_scene)
-from pointcloud_pipeline.transforms import camera_mount_transform
+from pointcloud_pipeline.demo.synthetic import (Box, CAMERA_HEIGHT, COLOR_OFFSET, Scene,
+                                                SyntheticDepthCamera, UnregisteredCamera,
+                                                camera_pose, color_camera_size, default_scene,
+                                                depth_from_color_transform,
+                                                depth_to_color_transform)
+from pointcloud_pipeline.transforms import camera_mount_transform, validated_transform
 
 
 def empty_room():
@@ -110,3 +113,29 @@ def test_intrinsics_for_camera_info():
 def test_rejects_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         SyntheticDepthCamera(**kwargs)
+
+
+def test_unregistered_rig_extrinsic_is_rigid_and_the_inverse_of_the_colour_pose():
+    to_color = validated_transform(depth_to_color_transform(), tolerance=1e-12)
+    np.testing.assert_allclose(to_color @ depth_from_color_transform(), np.eye(4), atol=1e-12)
+    # the colour camera's centre, in the depth frame, is COLOR_OFFSET (25 mm to the right)
+    np.testing.assert_allclose(depth_from_color_transform()[:3, 3], COLOR_OFFSET)
+    np.testing.assert_allclose(to_color @ (*COLOR_OFFSET, 1.0), (0, 0, 0, 1), atol=1e-12)
+    assert color_camera_size(640) == (640, 360)
+
+
+def test_unregistered_rig_renders_colour_from_its_own_pose_and_intrinsics():
+    rig = UnregisteredCamera(160, 120, color_size=(200, 100), color_focal=90.0)
+    depth, color = rig.render(6.0)
+    assert depth.rgb is None and depth.depth_mm.shape == (120, 160)
+    assert color.rgb.shape == (100, 200, 3) and color.depth_mm.shape == (100, 200)
+    assert rig.color_intrinsics == (90.0, 90.0, 99.5, 49.5)
+    np.testing.assert_allclose(depth.world_from_optical, camera_pose(6.0))
+    np.testing.assert_allclose(color.world_from_optical @ depth_to_color_transform(),
+                               camera_pose(6.0), atol=1e-12)
+    alone = SyntheticDepthCamera(200, 100, focal=90.0).render(pose=color.world_from_optical)
+    np.testing.assert_array_equal(color.depth_mm, alone.depth_mm)
+    np.testing.assert_array_equal(color.rgb, alone.rgb)
+    assert not np.array_equal(  # another view than the depth camera's
+        color.depth_mm, SyntheticDepthCamera(200, 100, focal=90.0).render(6.0).depth_mm)
+    assert UnregisteredCamera(64, 48).color.fx == pytest.approx(0.72 * 64)

@@ -57,6 +57,30 @@ def test_32fc1_in_metres_with_nan_for_no_return_and_no_rgb(rclpy_context):
     assert len(topics['rgb']) == 0
 
 
+def test_unregistered_mode_publishes_a_separate_colour_camera(rclpy_context):
+    camera, listener, topics = start(rclpy_context, width=96, height=72, rate=20.0,
+                                     registered=False)
+    topics['rgb_info'] = Collector()
+    listener.create_subscription(CameraInfo, 'rgb/camera_info', topics['rgb_info'], 10)
+    with spinning(rclpy_context, camera, listener):
+        assert wait_until(lambda: min(len(c) for c in topics.values()) >= 3, timeout=30)
+    depth, info, rgb, rgb_info = (topics[k].messages[1]
+                                  for k in ('depth', 'info', 'rgb', 'rgb_info'))
+    assert depth.header.stamp == info.header.stamp == rgb.header.stamp == rgb_info.header.stamp
+    assert depth.header.frame_id == info.header.frame_id == 'camera_depth_optical_frame'
+    assert rgb.header.frame_id == rgb_info.header.frame_id == 'camera_color_optical_frame'
+    assert (depth.width, depth.height) == (info.width, info.height) == (96, 72)
+    assert (rgb.width, rgb.height) == (rgb_info.width, rgb_info.height) == (96, 54)  # 16:9
+    np.testing.assert_allclose(rgb_info.k, camera.rig.color_intrinsics.camera_matrix())
+    np.testing.assert_allclose(info.k, camera.rig.depth_intrinsics.camera_matrix())
+    assert rgb_info.k[0] != info.k[0]  # its own focal length
+    stamp_ns = depth.header.stamp.sec * 10**9 + depth.header.stamp.nanosec
+    expected_depth, expected_color = camera.rig.render(
+        (stamp_ns - camera._start.nanoseconds) * 1e-9)
+    np.testing.assert_array_equal(image_to_array(depth), expected_depth.depth_mm)
+    np.testing.assert_array_equal(image_to_array(rgb), expected_color.rgb)
+
+
 def test_renders_nothing_without_subscribers(rclpy_context):
     camera = SyntheticCameraNode(context=rclpy_context,
                                  parameter_overrides=[Parameter('rate', value=50.0)])
