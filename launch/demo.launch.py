@@ -2,15 +2,19 @@
 
     ros2 launch pointcloud_pipeline demo.launch.py
     ros2 launch pointcloud_pipeline demo.launch.py rviz:=true  # with rviz2 (when installed)
+    ros2 launch pointcloud_pipeline demo.launch.py registered:=false  # + register_node
 
 The bare-machine equivalent, which also records the outputs, is `make demo`.
-Arguments: namespace, rate (Hz), width, height, publish_rgb, rviz, use_large_data_profile.
+Arguments: namespace, rate (Hz), width, height, publish_rgb, registered (false: an unregistered
+camera, its colour from a second camera 25 mm to the right, and register_node reprojecting depth
+into it; the cloud is then in the colour camera's frame, camera_color_optical_frame), rviz,
+use_large_data_profile.
 """
 from ament_index_python.packages import get_package_prefix, PackageNotFoundError
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
-from launch.conditions import IfCondition
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.conditions import IfCondition, UnlessCondition
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
@@ -29,9 +33,17 @@ def require_rviz2(context):
     return []
 
 
+def registered_or(topic, registered_topic):
+    """``topic``, or ``registered_topic`` (an output of register_node) when ``registered`` is
+    false."""
+    return PythonExpression(["'", registered_topic, "' if '", LaunchConfiguration('registered'),
+                             "'.lower() == 'false' else '", topic, "'"])
+
+
 def generate_launch_description():
     share = FindPackageShare('pointcloud_pipeline')
     pipeline_params = PathJoinSubstitution([share, 'config', 'pipeline.yaml'])
+    register_params = PathJoinSubstitution([share, 'config', 'register.yaml'])
     demo_params = PathJoinSubstitution([share, 'config', 'demo.yaml'])  # overrides for the room
     arguments = [
         DeclareLaunchArgument('namespace', default_value='',
@@ -41,6 +53,9 @@ def generate_launch_description():
         DeclareLaunchArgument('height', default_value='480', description='image height, pixels'),
         DeclareLaunchArgument('publish_rgb', default_value='true', choices=['true', 'false'],
                               description='synthetic colour image (XYZRGB cloud)'),
+        DeclareLaunchArgument('registered', default_value='true', choices=['true', 'false'],
+                              description='false: an unregistered camera (separate colour '
+                                          'camera) and register_node'),
         DeclareLaunchArgument('rviz', default_value='false', choices=['true', 'false'],
                               description='start rviz2 with rviz/pipeline.rviz (needs rviz2 '
                                           'installed)'),
@@ -63,7 +78,17 @@ def generate_launch_description():
             'width': LaunchConfiguration('width'),
             'height': LaunchConfiguration('height'),
             'publish_rgb': LaunchConfiguration('publish_rgb'),
+            'registered': LaunchConfiguration('registered'),
         }],
+        output='screen',
+    )
+    register = Node(
+        package='pointcloud_pipeline',
+        executable='register_node',
+        name='register_node',
+        namespace=LaunchConfiguration('namespace'),
+        parameters=[register_params, demo_params],  # demo.yaml: the rig's extrinsic
+        condition=UnlessCondition(LaunchConfiguration('registered')),
         output='screen',
     )
     pipeline = Node(
@@ -73,6 +98,11 @@ def generate_launch_description():
         namespace=LaunchConfiguration('namespace'),
         parameters=[pipeline_params, demo_params,
                     {'use_rgb': LaunchConfiguration('publish_rgb')}],
+        remappings=[
+            ('depth/image_rect', registered_or('depth/image_rect', 'depth_registered/image_rect')),
+            ('depth/camera_info',
+             registered_or('depth/camera_info', 'depth_registered/camera_info')),
+        ],
         output='screen',
     )
     rviz = Node(
@@ -85,4 +115,5 @@ def generate_launch_description():
         output='screen',
     )
     return LaunchDescription(arguments + [OpaqueFunction(function=require_rviz2),
-                                          large_data_profile, camera, pipeline, rviz])
+                                          large_data_profile, camera, register, pipeline,
+                                          rviz])

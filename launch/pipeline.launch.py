@@ -3,8 +3,16 @@
     ros2 launch pointcloud_pipeline pipeline.launch.py \
         depth_topic:=/camera/depth/image_rect_raw camera_info_topic:=/camera/depth/camera_info
 
-Arguments: namespace, depth_topic, camera_info_topic, rgb_topic, points_topic, bev_topic,
-params_file (default: the installed config/pipeline.yaml), rviz (true/false),
+    # a camera whose depth is not aligned to colour (Kinect-type, Azure Kinect, Orbbec):
+    ros2 launch pointcloud_pipeline pipeline.launch.py registered:=false \
+        rgb_info_topic:=/camera/color/camera_info  # + use_rgb: true in your params_file
+
+Arguments: namespace, depth_topic, camera_info_topic, rgb_topic, rgb_info_topic,
+intensity_topic, points_topic, bev_topic, params_file (default: the installed
+config/pipeline.yaml), registered (default true; false adds register_node, depth_image_proc's
+register, between the depth camera and the pipeline: its extrinsic comes from TF, else from
+register_params_file's depth_to_rgb_transform), register_params_file (default: the installed
+config/register.yaml), rviz (true/false),
 use_large_data_profile (default true: config/fastdds_large_data.xml, Fast DDS shared memory
 with 64 MiB segments for multi-MB messages; UDP to other hosts as usual; false keeps your own
 FASTDDS_DEFAULT_PROFILES_FILE).
@@ -12,8 +20,8 @@ FASTDDS_DEFAULT_PROFILES_FILE).
 from ament_index_python.packages import get_package_prefix, PackageNotFoundError
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
-from launch.conditions import IfCondition
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.conditions import IfCondition, UnlessCondition
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
@@ -32,6 +40,13 @@ def require_rviz2(context):
     return []
 
 
+def registered_or(topic, registered_topic):
+    """``topic``, or ``registered_topic`` (an output of register_node) when ``registered`` is
+    false."""
+    return PythonExpression(["'", registered_topic, "' if '", LaunchConfiguration('registered'),
+                             "'.lower() == 'false' else '", topic, "'"])
+
+
 def generate_launch_description():
     share = FindPackageShare('pointcloud_pipeline')
     arguments = [
@@ -42,7 +57,13 @@ def generate_launch_description():
         DeclareLaunchArgument('camera_info_topic', default_value='depth/camera_info',
                               description='camera info of the depth image'),
         DeclareLaunchArgument('rgb_topic', default_value='rgb/image_rect_color',
-                              description='colour image registered to depth (use_rgb: true)'),
+                              description='colour image (use_rgb: true); registered to depth '
+                                          'unless registered:=false'),
+        DeclareLaunchArgument('rgb_info_topic', default_value='rgb/camera_info',
+                              description='camera info of the colour image (registered:=false)'),
+        DeclareLaunchArgument('intensity_topic', default_value='intensity/image_rect',
+                              description='intensity / infrared image registered to depth '
+                                          '(use_intensity: true)'),
         DeclareLaunchArgument('points_topic', default_value='points',
                               description='output PointCloud2'),
         DeclareLaunchArgument('bev_topic', default_value='bev/image',
@@ -51,6 +72,14 @@ def generate_launch_description():
                               default_value=PathJoinSubstitution([share, 'config',
                                                                   'pipeline.yaml']),
                               description='parameters of the pipeline node'),
+        DeclareLaunchArgument('registered', default_value='true', choices=['true', 'false'],
+                              description='false: depth is in the depth camera, not aligned to '
+                                          'colour; register_node reprojects it into the colour '
+                                          'camera first'),
+        DeclareLaunchArgument('register_params_file',
+                              default_value=PathJoinSubstitution([share, 'config',
+                                                                  'register.yaml']),
+                              description='parameters of register_node (registered:=false)'),
         DeclareLaunchArgument('rviz', default_value='false', choices=['true', 'false'],
                               description='start rviz2 with rviz/pipeline.rviz'),
         DeclareLaunchArgument('use_large_data_profile', default_value='true',
@@ -62,6 +91,20 @@ def generate_launch_description():
         'FASTDDS_DEFAULT_PROFILES_FILE',
         PathJoinSubstitution([share, 'config', 'fastdds_large_data.xml']),
         condition=IfCondition(LaunchConfiguration('use_large_data_profile')))
+    register = Node(
+        package='pointcloud_pipeline',
+        executable='register_node',
+        name='register_node',
+        namespace=LaunchConfiguration('namespace'),
+        parameters=[LaunchConfiguration('register_params_file')],
+        remappings=[
+            ('depth/image_rect', LaunchConfiguration('depth_topic')),
+            ('depth/camera_info', LaunchConfiguration('camera_info_topic')),
+            ('rgb/camera_info', LaunchConfiguration('rgb_info_topic')),
+        ],
+        condition=UnlessCondition(LaunchConfiguration('registered')),
+        output='screen',
+    )
     pipeline = Node(
         package='pointcloud_pipeline',
         executable='pipeline_node',
@@ -69,9 +112,12 @@ def generate_launch_description():
         namespace=LaunchConfiguration('namespace'),
         parameters=[LaunchConfiguration('params_file')],
         remappings=[
-            ('depth/image_rect', LaunchConfiguration('depth_topic')),
-            ('depth/camera_info', LaunchConfiguration('camera_info_topic')),
+            ('depth/image_rect', registered_or(LaunchConfiguration('depth_topic'),
+                                               'depth_registered/image_rect')),
+            ('depth/camera_info', registered_or(LaunchConfiguration('camera_info_topic'),
+                                                'depth_registered/camera_info')),
             ('rgb/image_rect_color', LaunchConfiguration('rgb_topic')),
+            ('intensity/image_rect', LaunchConfiguration('intensity_topic')),
             ('points', LaunchConfiguration('points_topic')),
             ('bev/image', LaunchConfiguration('bev_topic')),
         ],
@@ -87,4 +133,4 @@ def generate_launch_description():
         output='screen',
     )
     return LaunchDescription(arguments + [OpaqueFunction(function=require_rviz2),
-                                          large_data_profile, pipeline, rviz])
+                                          large_data_profile, register, pipeline, rviz])

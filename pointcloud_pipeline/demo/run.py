@@ -1,14 +1,16 @@
 """make demo: a depth camera -> the pipeline node -> recorded outputs, in one command.
 
     python -m pointcloud_pipeline.demo [--source synthetic | rgbd-dir:PATH | bag:PATH]
-                                       [--seconds 10] [--rate HZ] [--out out]
+                                       [--seconds 10] [--rate HZ] [--out out] [--unregistered]
 
 Starts three ROS 2 processes (DDS kept on this machine by
 :func:`pointcloud_pipeline.ros.dds_environment.loopback_ros_env`, with the shared-memory
 large-data profile):
 1. the source: ``synthetic_camera_node`` (a rendered room, 640x480 at 30 Hz, depth + colour), or
    ``replay_node`` for a dataset folder or a rosbag2;
-2. ``pipeline_node``: depth (+ colour) -> ``points`` (PointCloud2) and ``bev/image``;
+2. ``pipeline_node``: depth (+ colour) -> ``points`` (PointCloud2) and ``bev/image``; with
+   ``--unregistered`` (synthetic source) the camera's colour comes from a second camera and
+   ``register_node`` first reprojects depth into it (a fourth process);
 3. ``recorder_node``: after ``--seconds`` writes ``bev.png``, ``cloud.ply`` and ``stats.json``
    into ``--out`` (each process's output in ``--out``/logs; rcl's own log files go to a
    temporary ROS_LOG_DIR that is removed when the demo exits).
@@ -40,13 +42,16 @@ def ros_value(value):
     return repr(value)
 
 
-def node_command(module, parameters=None, params_files=()):
-    """``python -m pointcloud_pipeline.nodes.<module> --ros-args ...``."""
+def node_command(module, parameters=None, params_files=(), remappings=()):
+    """``python -m pointcloud_pipeline.nodes.<module> --ros-args ...``; ``remappings``:
+    (topic, new topic) pairs."""
     command = [sys.executable, '-m', f'pointcloud_pipeline.nodes.{module}', '--ros-args']
     for path in params_files:
         command += ['--params-file', str(path)]
     for name, value in (parameters or {}).items():
         command += ['-p', f'{name}:={ros_value(value)}']
+    for topic, new_topic in remappings:
+        command += ['-r', f'{topic}:={new_topic}']
     return command
 
 
@@ -68,6 +73,9 @@ def parse_arguments(argv=None):
     parser.add_argument('--width', type=int, default=640, help='synthetic image width')
     parser.add_argument('--height', type=int, default=480, help='synthetic image height')
     parser.add_argument('--no-rgb', action='store_true', help='depth only (XYZ cloud)')
+    parser.add_argument('--unregistered', action='store_true',
+                        help='synthetic: an unregistered RGB-D camera (colour from a second '
+                             'camera) with register_node reprojecting depth into it')
     parser.add_argument('--depth-scale', type=float, default=None,
                         help='metres per depth unit of a folder or bag (default 0.001, mm; '
                              'TUM: 0.0002)')
@@ -79,22 +87,32 @@ def parse_arguments(argv=None):
         parser.error('--seconds must be > 0')
     if args.rate is not None and not 0 < args.rate <= 240:
         parser.error('--rate must be in (0, 240]')
+    if args.unregistered and (args.no_rgb or args.source != 'synthetic'):
+        parser.error('--unregistered needs the synthetic source with colour')
     return args
 
 
 def plan(args):
-    """The three node commands for ``args``: [(name, command), ...] in start order.
-    ValueError for a source that cannot be used."""
+    """The node commands for ``args``: [(name, command), ...] in start order (three, four
+    with ``--unregistered``). ValueError for a source that cannot be used."""
     from .replay import BagFrames, RgbdFolder, parse_source
     kind, path = parse_source(args.source)
     pipeline_files = [config_file('pipeline.yaml')]
     pipeline = {}
+    pipeline_remappings = register = ()
     if kind == 'synthetic':
         pipeline_files.append(config_file('demo.yaml'))
         pipeline['use_rgb'] = not args.no_rgb
         source = node_command('synthetic_camera_node', {
             'width': args.width, 'height': args.height, 'rate': float(args.rate or 30.0),
-            'publish_rgb': not args.no_rgb}, [config_file('demo.yaml')])
+            'publish_rgb': not args.no_rgb, 'registered': not args.unregistered},
+            [config_file('demo.yaml')])
+        if args.unregistered:
+            register = (('register_node', node_command(
+                'register_node', params_files=[config_file('register.yaml'),
+                                               config_file('demo.yaml')])),)
+            pipeline_remappings = (('depth/image_rect', 'depth_registered/image_rect'),
+                                   ('depth/camera_info', 'depth_registered/camera_info'))
     elif kind == 'rgbd-dir':
         folder = RgbdFolder(path)
         pipeline['use_rgb'] = not args.no_rgb and all(c is not None for _, c in folder.frames)
@@ -112,7 +130,9 @@ def plan(args):
     if args.depth_scale is not None:
         pipeline['depth_scale'] = args.depth_scale
     return [
-        ('pipeline_node', node_command('pipeline_node', pipeline, pipeline_files)),
+        *register,
+        ('pipeline_node', node_command('pipeline_node', pipeline, pipeline_files,
+                                       pipeline_remappings)),
         ('recorder_node', node_command('recorder_node', {
             'duration': float(args.seconds), 'output_dir': str(args.out.resolve())})),
         ('source', source),
@@ -238,7 +258,8 @@ def main(argv=None):
     env['PYTHONPATH'] = os.pathsep.join(filter(None, [str(PACKAGE_PARENT),
                                                       env.get('PYTHONPATH')]))
     processes = Processes(env, log_dir)
-    print(f'demo: {args.source} -> pipeline_node -> {out}/ for {args.seconds:g} s '
+    chain = ' -> register_node' * args.unregistered
+    print(f'demo: {args.source}{chain} -> pipeline_node -> {out}/ for {args.seconds:g} s '
           f'(ROS_DOMAIN_ID={env["ROS_DOMAIN_ID"]}, DDS on loopback, logs in {log_dir}/)',
           flush=True)
     try:

@@ -52,6 +52,22 @@ def test_synthetic_demo_writes_bev_ply_and_stats(tmp_path):
     assert {'red', 'green', 'blue'} <= {p.name for p in vertex.properties}
 
 
+def test_unregistered_demo_registers_depth_into_the_colour_camera(tmp_path):
+    result = run_demo('--unregistered', '--seconds', '3', '--out', str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert 'synthetic -> register_node -> pipeline_node' in result.stdout
+    stats = check_outputs(tmp_path, min_points=50_000)
+    points = stats['points']
+    assert points['colored'] is True
+    assert (points['width'], points['height']) == (640, 360)  # the colour camera's size
+    assert points['frame_id'] == 'camera_color_optical_frame'
+
+
+def test_unregistered_needs_the_synthetic_colour_camera(tmp_path):
+    result = run_demo('--unregistered', '--no-rgb', '--out', str(tmp_path))
+    assert result.returncode == 2 and '--unregistered needs' in result.stderr
+
+
 def test_rgbd_folder_demo(tmp_path, shared_data):
     folder = shared_data / 'rgbd' / '7scenes_tsdf_fusion'
     result = run_demo('--source', f'rgbd-dir:{folder}', '--seconds', '3', '--rate', '10',

@@ -15,10 +15,11 @@ from conftest import REPO_ROOT
 LAUNCH_DIR = REPO_ROOT / 'launch'
 EXPECTED_ARGUMENTS = {
     'pipeline.launch.py': {'namespace', 'depth_topic', 'camera_info_topic', 'rgb_topic',
-                           'points_topic', 'bev_topic', 'params_file', 'rviz',
+                           'rgb_info_topic', 'intensity_topic', 'points_topic', 'bev_topic',
+                           'params_file', 'registered', 'register_params_file', 'rviz',
                            'use_large_data_profile'},
-    'demo.launch.py': {'namespace', 'rate', 'width', 'height', 'publish_rgb', 'rviz',
-                       'use_large_data_profile'},
+    'demo.launch.py': {'namespace', 'rate', 'width', 'height', 'publish_rgb', 'registered',
+                       'rviz', 'use_large_data_profile'},
     'bev.launch.py': {'namespace', 'points_topic', 'bev_topic', 'params_file',
                       'use_large_data_profile'},
 }

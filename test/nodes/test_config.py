@@ -50,3 +50,19 @@ def test_demo_overrides_are_declared_and_valid(rclpy_context):
         assert set(camera_overrides) <= set(declared(camera))
     finally:
         camera.destroy_node()
+
+
+def test_demo_register_node_gets_the_synthetic_rigs_extrinsic(rclpy_context):
+    import numpy as np
+
+    from pointcloud_pipeline.demo.synthetic import depth_to_color_transform
+    from pointcloud_pipeline.nodes.register_node import RegisterNode
+    overrides = section('demo.yaml', 'register_node')
+    node = RegisterNode(context=rclpy_context, parameter_overrides=[
+        Parameter(name, value=value) for name, value in overrides.items()])
+    try:
+        assert set(overrides) <= set(declared(node))
+        matrix = np.array(node.get_parameter('depth_to_rgb_transform').value).reshape(4, 4)
+        np.testing.assert_array_equal(matrix, depth_to_color_transform())
+    finally:
+        node.destroy_node()

@@ -1,0 +1,26 @@
+"""``registered:=false`` in the launch files: register_node (depth_image_proc's ``register``)
+between an unregistered camera and the pipeline node, with a real ``ros2 launch`` where a ROS 2
+install with this package exists (colcon test); skipped on the bare path."""
+import pytest
+
+from test_launch_rviz_optional import launch, ros2_launch
+
+
+@ros2_launch
+def test_demo_unregistered_starts_the_register_node_and_the_pipeline_converts():
+    code, output, orphans = launch('demo.launch.py', 'registered:=false',
+                                   until='-> /launch_test_')  # the pipeline's start log line
+    assert orphans == [], 'nodes left running'
+    assert output.count('process started') == 3, output
+    assert 'register_node' in output and 'unregistered colour camera' in output, output
+    assert code == 0, output
+
+
+@ros2_launch
+@pytest.mark.parametrize('registered,processes', [('true', 1), ('false', 2)])
+def test_pipeline_launch_adds_register_node_only_when_unregistered(registered, processes):
+    code, output, orphans = launch('pipeline.launch.py', f'registered:={registered}',
+                                   until='-> /launch_test_')
+    assert orphans == [], 'nodes left running'
+    assert output.count('process started') == processes, output
+    assert code == 0, output
