@@ -150,7 +150,10 @@ def _ray_coefficients(intrinsics, height, width, dx, dy):
     return x_coef, y_coef
 
 
-def _checked_depth(depth):
+def checked_depth(depth):
+    """``depth`` as the kernels read it: a 2-D uint16 or float32 array in native byte order and
+    aligned (a byte-swapped or aligned copy when needed; any strides otherwise, no copy).
+    ValueError naming the problem for anything else."""
     if not isinstance(depth, np.ndarray):
         raise ValueError(f'depth must be a numpy array, got {type(depth).__name__}')
     if depth.ndim != 2:
@@ -319,7 +322,7 @@ def depth_to_cloud(depth: np.ndarray, intrinsics: CameraIntrinsics, *, depth_sca
     intrinsics, colour, intensity, ray table, decimation, ranges, buffer size or alignment,
     encoding, threads).
     """
-    depth = _checked_depth(depth)
+    depth = checked_depth(depth)
     if not isinstance(intrinsics, CameraIntrinsics):
         if not (isinstance(intrinsics, tuple) and len(intrinsics) == 4):
             raise ValueError(f'intrinsics must be CameraIntrinsics(fx, fy, cx, cy), '

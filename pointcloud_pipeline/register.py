@@ -42,7 +42,7 @@ import numpy as np
 
 from . import _register
 from .camera import CameraIntrinsics, checked_intrinsics
-from .depth import DEPTH_DTYPES
+from .depth import checked_depth
 from .layouts import writable_bytes
 from .threads import checked_threads
 from .transforms import validated_transform
@@ -75,22 +75,6 @@ def _color_size(color_size):
         raise ValueError(f'color_size {width}x{height} has more than {_MAX_COLOR_PIXELS} '
                          f'pixels (the kernel indexes them with 32-bit integers)')
     return int(width), int(height)
-
-
-def _depth(depth):
-    if not isinstance(depth, np.ndarray):
-        raise ValueError(f'depth must be a numpy array, got {type(depth).__name__}')
-    if depth.ndim != 2:
-        raise ValueError(f'depth must be a 2-D (H x W) array, got shape {depth.shape}')
-    if depth.shape[0] == 0 or depth.shape[1] == 0:
-        raise ValueError(f'depth image is empty: shape {depth.shape}')
-    if depth.dtype not in DEPTH_DTYPES:
-        native = depth.dtype.newbyteorder('=')
-        if native not in DEPTH_DTYPES:
-            raise ValueError(f'depth dtype must be uint16 (16UC1/mono16) or float32 (32FC1), '
-                             f'got {depth.dtype}')
-        return depth.astype(native)  # non-native byte order: byte-swapped copy
-    return depth if depth.flags.aligned else depth.copy()
 
 
 def depth_to_color_transform(matrix) -> np.ndarray:
@@ -140,7 +124,7 @@ def register_depth(depth: np.ndarray, depth_intrinsics: CameraIntrinsics,
     (0 = no data) or float32 metres (NaN = no data), in the colour camera's optical frame.
     Raises ValueError saying what is wrong for any bad argument.
     """
-    depth = _depth(depth)
+    depth = checked_depth(depth)
     depth_k = _intrinsics(depth_intrinsics, 'depth_intrinsics')
     color_k = _intrinsics(color_intrinsics, 'color_intrinsics')
     width, height = _color_size(color_size)
