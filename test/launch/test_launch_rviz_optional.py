@@ -114,7 +114,8 @@ def processes_with(text):
 
 def launch(file, *arguments, until=None, timeout=60.0):
     """``ros2 launch`` ``file`` in its own session with a unique namespace; reads its output
-    until it exits or ``until`` (a text) appears, then stops it with SIGINT. Returns (exit
+    until it exits or ``until`` (a text, or a tuple of texts that must all appear) appears,
+    then stops it with SIGINT. Returns (exit
     code, output, orphans): orphans are the pids of node processes of that namespace still
     running a second after ``ros2 launch`` ended (killed, so a failing run leaves none)."""
     namespace = 'launch_test_' + uuid.uuid4().hex[:8]
@@ -127,7 +128,8 @@ def launch(file, *arguments, until=None, timeout=60.0):
     try:
         for line in process.stdout:
             output.append(line)
-            if until is not None and until in ''.join(output):
+            texts = (until,) if isinstance(until, str) else until
+            if until is not None and all(text in ''.join(output) for text in texts):
                 break
             if time.monotonic() > deadline:
                 break
