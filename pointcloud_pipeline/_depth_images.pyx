@@ -53,7 +53,7 @@ def units_to_metres(const uint16_t[:, :] depth, float scale, float[:, ::1] out):
 
 def metres_to_units(const float[:, :] depth, double scale, uint16_t[:, ::1] out):
     """out = metres / scale rounded half to even where that is 1 .. 65535, else 0 (NaN, inf,
-    negative, nearer than half a unit, beyond 65535.5 units)."""
+    negative, nearer than half a unit, 65535.5 units or more)."""
     check_rows(depth.shape[1], depth.strides[1], sizeof(float))
     cdef Py_ssize_t i, j, width = depth.shape[1]
     cdef const float* row
@@ -65,7 +65,7 @@ def metres_to_units(const float[:, :] depth, double scale, uint16_t[:, ::1] out)
                 units = <double>row[j] / scale
                 rounded = (units + ROUNDING) - ROUNDING
                 # NaN fails the test; only values in range are converted to an integer
-                out[i, j] = <uint16_t>(rounded if (units >= 0.5) & (units <= 65535.5) else 0.0)
+                out[i, j] = <uint16_t>(rounded if (units >= 0.5) & (units < 65535.5) else 0.0)
 
 
 def smallest_nonzero(const unsigned_t[:, :] values):

@@ -38,6 +38,9 @@ def test_metres_to_units_round_trips_and_rounds_half_to_even(seven_scenes_frame)
     np.testing.assert_array_equal(units, expected.astype(np.uint16))
     halves = np.array([[0.25, 0.75, 1.25, 1.75]], np.float32)  # 0.5 .. 3.5 units of 0.5 m
     np.testing.assert_array_equal(convert_metric(halves, 0.5), [[0, 2, 2, 4]])
+    # 65535.5 units rounds to 65536, beyond uint16: no reading (the sanitizer run caught the cast)
+    top = np.array([[32767.75, 32767.7, 32767.5]], np.float32)
+    np.testing.assert_array_equal(convert_metric(top, 0.5), [[0, 65535, 65535]])
 
 
 def test_padded_big_endian_rows_and_out(seven_scenes_frame):
