@@ -26,6 +26,14 @@ Subscribes
   depth and of its size) when ``use_intensity``, paired by stamp like colour (with both, a frame
   needs all three; a depth frame without its set is dropped as ``no_rgb_partner``,
   ``no_intensity_partner`` or ``no_partner``).
+- Transports (image_transport's names: the resolved base topic + ``/<transport>``):
+  ``depth_transport: compressedDepth`` subscribes sensor_msgs/CompressedImage on
+  ``depth/image_rect/compressedDepth`` (compressed_depth_image_transport's wire format: 16UC1 /
+  mono16 / 32FC1, PNG or RVL), ``rgb_transport: compressed`` on
+  ``rgb/image_rect_color/compressed`` (compressed_image_transport: JPEG / PNG); decoded by
+  ``pointcloud_pipeline.compressed_images`` when the frame is converted (after pairing, only
+  when an output is wanted); a bad one is dropped as ``bad_compressed_depth`` /
+  ``rgb_bad_compressed`` (or ``too_large`` / ``bad_encoding``, ``rgb_`` for colour).
 Publishes
 - ``points`` (sensor_msgs/PointCloud2): x, y, z float32 at 0, 4, 8, then packed rgb float32 at
   12 (``use_rgb``) or the raw intensity float32 at 12 (``use_intensity``): point_step 16; with
@@ -35,6 +43,11 @@ Publishes
 - ``bev/image`` (sensor_msgs/Image bgr8: green height, red density, blue intensity mapped by
   ``bev.intensity_range``; 0 without ``use_intensity``), computed from the same point buffer
   after the ``mount.*`` transform into the z-up body frame.
+- ``bev/occupancy`` (nav_msgs/OccupancyGrid, ``occupancy.enable``) of the same grid and points:
+  100 where a point is ``occupancy.min_height`` to ``occupancy.max_height`` above the ground
+  (the body frame's z = 0), else 0 where one is within ``occupancy.ground_tolerance`` of it,
+  else -1; frame ``bev.frame_id``, cell (0, 0) at (bev.x_range[0], bev.y_range[0]), rows along
+  y (pointcloud_pipeline.occupancy).
 - ``/diagnostics``: frames in/out/dropped per reason, events (``camera_info_rejected`` once per
   rejected camera_info publication, ``camera_info_duplicate``, ``rgb_without_depth``,
   ``intensity_without_depth``,
@@ -47,25 +60,33 @@ throttled warning and counted; no exception leaves a callback. Parameters: confi
 import sys
 import time
 
+from nav_msgs.msg import OccupancyGrid
 from rclpy.clock import JumpThreshold
 from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 
 from ..bev import bev_image_from_buffer
+from ..compressed_images import CompressedDepthDecoder, CompressedImageDecoder
 from ..depth import cloud_fields, depth_to_cloud, max_cloud_bytes
 from ..layouts import COLOR_ENCODINGS, DEPTH_ENCODINGS, INTENSITY_ENCODINGS
+from ..occupancy import occupancy_grid_from_buffer
 from ..rays import DEPTH_KINDS, needs_ray_table, ray_table
 from ..ros.camera_messages import pixels_to_image
 from ..ros.cloud_messages import SerializedPointCloud2
+from ..ros.compressed_messages import (COLOR_TRANSPORTS, DEPTH_TRANSPORTS,
+                                       compressed_color_pixels, compressed_depth_pixels,
+                                       transport_topic)
 from ..ros.data_field import MessageBuffer
 from ..ros.diagnostics import DiagnosticsReporter, FrameStatistics, ReasonWarnings
 from ..ros.executable import run_node
 from ..ros.message_checks import (DuplicateDeliveries, FrameError, camera_model,
                                   check_camera_matches, check_color_matches,
                                   check_intensity_matches, image_pixels)
+from ..ros.occupancy_messages import (OccupancyGridBuffer, OccupancySettings,
+                                      declare_occupancy_parameters)
 from ..ros.parameters import ParameterDeclarer, PipelineSettings, QOS_CHOICES, qos_profile
 from ..ros.stamp_sync import StampSynchronizer
 from ..transforms import OPTICAL_TO_BODY_ROTATION
@@ -83,6 +104,12 @@ def declare_pipeline_parameters(params):
       read_only=True)
     d('use_rgb', False, 'colour the cloud from rgb/image_rect_color', read_only=True)
     d('use_intensity', False, 'intensity field from intensity/image_rect', read_only=True)
+    d('depth_transport', 'raw', "'raw': sensor_msgs/Image on depth/image_rect; "
+      "'compressedDepth': sensor_msgs/CompressedImage on depth/image_rect/compressedDepth",
+      choices=DEPTH_TRANSPORTS, read_only=True)
+    d('rgb_transport', 'raw', "'raw': sensor_msgs/Image on rgb/image_rect_color; 'compressed': "
+      'sensor_msgs/CompressedImage (JPEG, PNG) on rgb/image_rect_color/compressed',
+      choices=COLOR_TRANSPORTS, read_only=True)
     d('resize_rgb', False, 'resize a colour image of another size instead of dropping it')
     d('sync_slop', 0.0, 'largest depth/colour stamp difference, seconds (0: exact)',
       value_range=(0.0, 1.0))
@@ -115,6 +142,7 @@ def declare_pipeline_parameters(params):
     d('bev.resolution', 0.05, 'metres per cell', value_range=(0.001, 100.0))
     d('bev.frame_id', 'base_link', 'frame_id of the BEV image')
     d('bev.intensity_range', [0.0, 255.0], 'raw intensity mapped to [0, 1] [min, max]')
+    declare_occupancy_parameters(params)  # the body frame's ground is z = 0 (mount.height)
     for name, description in (('height', 'metres of the camera above the body origin'),
                               ('x', 'metres of the camera ahead of the body origin'),
                               ('y', 'metres of the camera left of the body origin'),
@@ -127,6 +155,12 @@ def declare_pipeline_parameters(params):
     params.declare_reporting()
 
 
+def checked_settings(values):
+    """(PipelineSettings, OccupancySettings) of the parameter ``values``; ValueError naming
+    the parameter when one is bad."""
+    return PipelineSettings.from_parameters(values), OccupancySettings.from_parameters(values)
+
+
 class PipelineNode(Node):
     """Depth (+ colour) -> ``points`` and ``bev/image``; see the module docstring."""
 
@@ -134,11 +168,13 @@ class PipelineNode(Node):
         super().__init__('pointcloud_pipeline', **kwargs)
         self._params = ParameterDeclarer(self)
         declare_pipeline_parameters(self._params)
-        self.settings = PipelineSettings.from_parameters(self._params.values())
+        self.settings, self.occupancy = checked_settings(self._params.values())
         qos = self.get_parameter('qos').value
         depth = self.get_parameter('queue_size').value
         self.use_rgb = self.get_parameter('use_rgb').value
         self.use_intensity = self.get_parameter('use_intensity').value
+        self.depth_transport = self.get_parameter('depth_transport').value
+        self.rgb_transport = self.get_parameter('rgb_transport').value
         profile = qos_profile(qos, depth)
 
         self.statistics = FrameStatistics()
@@ -149,6 +185,9 @@ class PipelineNode(Node):
         self._warned_fallback = False
         self._serialized = SerializedPointCloud2()
         self._bev_buffer = MessageBuffer()
+        self._occupancy_buffer = OccupancyGridBuffer()
+        self._depth_decoder = CompressedDepthDecoder()
+        self._color_decoder = CompressedImageDecoder(COLOR_ENCODINGS)
         # streams paired with depth by stamp, in the order _convert takes them
         partners = ('color',) * self.use_rgb + ('intensity',) * self.use_intensity
         self._unmatched_seen = dict.fromkeys(('depth',) + partners, 0)
@@ -171,6 +210,8 @@ class PipelineNode(Node):
 
         self.points_publisher = self.create_publisher(PointCloud2, 'points', profile)
         self.bev_publisher = self.create_publisher(Image, 'bev/image', profile)
+        self.occupancy_publisher = self.create_publisher(OccupancyGrid, 'bev/occupancy',
+                                                         profile)
         # camera_info: best effort + volatile matches every publisher; a latched
         # (transient-local) publisher's last message needs a transient-local subscription,
         # which a volatile publisher would refuse, so it is made only when one is seen.
@@ -178,10 +219,16 @@ class PipelineNode(Node):
                                  QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT))
         self._latched_info_subscription = None
         self._latched_info_timer = self.create_timer(0.5, self._watch_for_latched_camera_info)
-        self.create_subscription(Image, 'depth/image_rect', self._on_depth, profile)
+        # image_transport's topic of the transport: '<resolved base topic>/<transport>'
+        self.create_subscription(
+            CompressedImage if self.depth_transport != 'raw' else Image,
+            transport_topic(self, 'depth/image_rect', self.depth_transport), self._on_depth,
+            profile)
         if self.use_rgb:
-            self.create_subscription(Image, 'rgb/image_rect_color',
-                                     lambda msg: self._on_partner('color', msg), profile)
+            self.create_subscription(
+                CompressedImage if self.rgb_transport != 'raw' else Image,
+                transport_topic(self, 'rgb/image_rect_color', self.rgb_transport),
+                lambda msg: self._on_partner('color', msg), profile)
         if self.use_intensity:
             self.create_subscription(Image, 'intensity/image_rect',
                                      lambda msg: self._on_partner('intensity', msg), profile)
@@ -189,17 +236,23 @@ class PipelineNode(Node):
             self, self.statistics, period=self.get_parameter('diagnostics_period').value,
             log_period=self.settings.log_period)
         self.add_on_set_parameters_callback(
-            self._params.validator(PipelineSettings.from_parameters))
+            self._params.validator(checked_settings))
         self.add_post_set_parameters_callback(self._apply_parameters)
+        transports = ''
+        if self.depth_transport != 'raw':
+            transports += f', depth over {self.depth_transport}'
+        if self.use_rgb and self.rgb_transport != 'raw':
+            transports += f', colour over {self.rgb_transport}'
         self.get_logger().info(
             f'depth -> {self.resolve_topic_name("points")} '
-            f'(XYZ{"RGB" * self.use_rgb}{"I" * self.use_intensity}, {qos}) and '
-            f'{self.resolve_topic_name("bev/image")}')
+            f'(XYZ{"RGB" * self.use_rgb}{"I" * self.use_intensity}, {qos}{transports}) and '
+            f'{self.resolve_topic_name("bev/image")}, '
+            f'{self.resolve_topic_name("bev/occupancy")}')
 
     # --- parameters ------------------------------------------------------------------------
     def _apply_parameters(self, parameters):
-        previous, settings = self.settings, PipelineSettings.from_parameters(
-            self._params.values())
+        previous = self.settings
+        settings, self.occupancy = checked_settings(self._params.values())
         if self.sync is not None:
             self.sync.slop = settings.sync_slop
             self.sync.max_age = settings.sync_max_age
@@ -261,9 +314,10 @@ class PipelineNode(Node):
                 return
 
     def _wanted(self):
-        """(cloud wanted, BEV wanted): someone subscribes to the output."""
+        """(cloud wanted, BEV wanted, occupancy wanted): someone subscribes to the output."""
         return (self.points_publisher.get_subscription_count() > 0,
-                self.settings.bev_enable and self.bev_publisher.get_subscription_count() > 0)
+                self.settings.bev_enable and self.bev_publisher.get_subscription_count() > 0,
+                self.occupancy.enable and self.occupancy_publisher.get_subscription_count() > 0)
 
     def _on_depth(self, msg):
         received = time.perf_counter()
@@ -335,21 +389,29 @@ class PipelineNode(Node):
             camera = self._camera
             if camera is None:
                 raise FrameError('no_camera_info', 'no valid camera_info received yet')
-            depth = image_pixels(depth_msg, DEPTH_ENCODINGS, settings.max_image_bytes)
+            if isinstance(depth_msg, CompressedImage):
+                depth = compressed_depth_pixels(depth_msg, self._depth_decoder,
+                                                settings.max_image_bytes)
+            else:
+                depth = image_pixels(depth_msg, DEPTH_ENCODINGS, settings.max_image_bytes)
             check_camera_matches(camera, depth.shape)
             color = color_encoding = None
-            if color_msg is not None:
+            if isinstance(color_msg, CompressedImage):
+                color, color_encoding = compressed_color_pixels(
+                    color_msg, self._color_decoder, settings.max_image_bytes)
+            elif color_msg is not None:
                 color = image_pixels(color_msg, COLOR_ENCODINGS, settings.max_image_bytes,
                                      prefix='rgb_')
-                check_color_matches(color.shape, depth.shape, settings.resize_rgb)
                 color_encoding = color_msg.encoding
+            if color is not None:
+                check_color_matches(color.shape, depth.shape, settings.resize_rgb)
             intensity = None
             if intensity_msg is not None:
                 intensity = image_pixels(intensity_msg, INTENSITY_ENCODINGS,
                                          settings.max_image_bytes, prefix='intensity_')
                 check_intensity_matches(intensity.shape, depth.shape)
             rays = self._rays(camera, depth.shape)
-            want_cloud, want_bev = self._wanted()
+            want_cloud, want_bev, want_occupancy = self._wanted()
             frame_id = settings.frame_id or depth_msg.header.frame_id
             with_color, with_intensity = color is not None, intensity is not None
             fields = cloud_fields(with_color, with_intensity)
@@ -391,7 +453,18 @@ class PipelineNode(Node):
             self.bev_publisher.publish(pixels_to_image(image, 'bgr8', header,
                                                        self._bev_buffer))
             self.statistics.record_latency('bev', time.perf_counter() - received)
-        # latency: receive -> cloud published (-> BEV published when only the BEV is wanted)
+        if want_occupancy:
+            grid, occupancy = settings.bev_grid, self.occupancy
+            occupancy_grid_from_buffer(cloud.data, cloud.point_step, cloud.width * cloud.height,
+                                       grid=grid, bands=occupancy.bands,
+                                       transform=settings.mount,
+                                       out=self._occupancy_buffer.view(grid),
+                                       threads=settings.threads)
+            header = Header(stamp=stamp, frame_id=settings.bev_frame_id)
+            self.occupancy_publisher.publish(
+                self._occupancy_buffer.message(grid, occupancy.bands, header))
+            self.statistics.record_latency('occupancy', time.perf_counter() - received)
+        # latency: receive -> cloud published (-> the last grid published when no cloud)
         self.statistics.count_published(
             latency if latency is not None else time.perf_counter() - received)
 

@@ -56,6 +56,7 @@ import time
 REPO = Path(__file__).resolve().parents[2]
 KERNEL_TESTS = ('test/test_depth.py', 'test/test_depth_intensity.py', 'test/test_rays.py',
                 'test/test_depth_images.py', 'test/test_register.py',
+                'test/test_compressed_images.py', 'test/test_occupancy.py',
                 'test/test_bev.py', 'test/test_normals.py',
                 'test/test_raster.py', 'test/test_terrain.py', 'test/test_tiling.py',
                 'test/test_layouts.py', 'test/demo/test_synthetic.py',
