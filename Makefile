@@ -21,12 +21,14 @@ help:
 
 setup: system-deps build
 
-# System tools: clang (tinygrad's CPU device compiles kernels with it: monocular depth) and
+# System tools: clang (tinygrad's CPU device compiles kernels with it: monocular depth),
 # gdal-bin (gdalinfo, gdaldem: independent references of the raster tests; the tools themselves
-# use the GDAL inside the rasterio wheel). Installed with apt-get when root or sudo allows it.
+# use the GDAL inside the rasterio wheel) and chromium (Debian's; the browser-view tests drive it
+# headless with playwright). Installed with apt-get when root or sudo allows it.
 system-deps:
 	@missing=""; command -v clang >/dev/null 2>&1 || missing=" clang"; \
 	command -v gdalinfo >/dev/null 2>&1 || missing="$$missing gdal-bin"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  echo "installing$$missing with apt-get"; \
@@ -39,8 +41,9 @@ system-deps:
 	else \
 	  echo "warning:$$missing missing and cannot be installed without root:"; \
 	  echo "  run 'sudo apt-get install -y$$missing'."; \
-	  echo "  Until then the monocular-depth tests (clang) and the gdalinfo/gdaldem checks of the"; \
-	  echo "  raster tests (gdal-bin) are skipped, and the estimator node cannot run on CPU."; \
+	  echo "  Until then the monocular-depth tests (clang), the gdalinfo/gdaldem checks of the"; \
+	  echo "  raster tests (gdal-bin) and the browser-view tests (chromium) are skipped, and the"; \
+	  echo "  estimator node cannot run on CPU."; \
 	fi
 
 $(PY):

@@ -16,6 +16,8 @@ OPTIONAL_PACKAGES = {
     'onnxruntime': 'pip install onnxruntime==1.31.1 (monocular engine onnxruntime; the reference '
                    'of the monocular tests)',
     'hypothesis': 'pip install hypothesis==6.170.0 (property-based fuzzing)',
+    'viser': 'pip install viser==1.1.1 (the browser view: python -m pointcloud_pipeline view)',
+    'playwright': 'pip install playwright==1.65.2 (the browser-view tests drive chromium with it)',
 }
 
 

@@ -11,14 +11,15 @@ from conftest import REPO_ROOT
 PACKAGE = REPO_ROOT / 'pointcloud_pipeline'
 ROS_MODULES = ('rclpy', 'rcl_interfaces', 'sensor_msgs', 'std_msgs', 'diagnostic_msgs',
                'builtin_interfaces', 'ament_index_python')
-SUBPACKAGES = ('monodepth', 'ros', 'nodes', 'batch', 'demo')
+SUBPACKAGES = ('monodepth', 'ros', 'nodes', 'batch', 'demo', 'view')
 # subpackage -> subpackages it must not import
 FORBIDDEN = {
     'library': SUBPACKAGES,
-    'monodepth': ('ros', 'nodes', 'batch', 'demo'),
-    'ros': ('nodes', 'batch', 'demo'),
-    'batch': ('ros', 'nodes', 'demo'),
-    'demo': ('nodes', 'batch'),
+    'monodepth': ('ros', 'nodes', 'batch', 'demo', 'view'),
+    'ros': ('nodes', 'batch', 'demo', 'view'),
+    'batch': ('ros', 'nodes', 'demo', 'view'),
+    'demo': ('nodes', 'batch', 'view'),
+    'view': ('nodes', 'batch', 'demo'),
 }
 
 

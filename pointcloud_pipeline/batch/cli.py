@@ -22,13 +22,16 @@ COMMANDS = {
                'LAS/LAZ/COPC files -> GeoTIFF rasters (DSM, DTM, ...)'),
     'raster-map': ('pointcloud_pipeline.batch.raster_map',
                    'GeoTIFF -> GeoTIFF: hillshade, slope, fill'),
+    'view': ('pointcloud_pipeline.view.command',
+             'live 3D view of a running pipeline in the browser (viser)'),
 }
 
 
 def build_parser():
     """The top-level parser: lists the commands (help, --version, unknown commands)."""
     parser = argparse.ArgumentParser(
-        prog=PROG, description='Fast point-cloud tools: batch conversions of data at rest.')
+        prog=PROG, description='Fast point-cloud tools: batch conversions of data at rest, '
+                               'and a live view of a running pipeline in the browser.')
     parser.add_argument('--version', action='version', version=f'%(prog)s {__version__}')
     commands = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
     for name, (_, summary) in COMMANDS.items():

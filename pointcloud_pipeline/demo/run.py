@@ -2,6 +2,7 @@
 
     python -m pointcloud_pipeline.demo [--source synthetic | rgbd-dir:PATH | bag:PATH]
                                        [--seconds 10] [--rate HZ] [--out out] [--unregistered]
+                                       [--view [--view-port 8080]]
 
 Starts three ROS 2 processes (DDS kept on this machine by
 :func:`pointcloud_pipeline.ros.dds_environment.loopback_ros_env`, with the shared-memory
@@ -13,11 +14,14 @@ large-data profile):
    ``register_node`` first reprojects depth into it (a fourth process);
 3. ``recorder_node``: after ``--seconds`` writes ``bev.png``, ``cloud.ply`` and ``stats.json``
    into ``--out`` (each process's output in ``--out``/logs; rcl's own log files go to a
-   temporary ROS_LOG_DIR that is removed when the demo exits).
+   temporary ROS_LOG_DIR that is removed when the demo exits);
+4. with ``--view``, the browser view (``python -m pointcloud_pipeline view``, on 127.0.0.1):
+   its URL is printed (``view: http://127.0.0.1:8080``) and it serves for ``--seconds``.
 Then stops everything and prints a summary. Exit status 0 on success; 1 with the reason when a
 process failed or an output is missing; 2 for bad arguments; 130 on Ctrl-C.
 """
 import argparse
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -31,6 +35,7 @@ from ..ros.dds_environment import loopback_ros_env
 
 OUTPUTS = ('bev.png', 'cloud.ply', 'stats.json')
 PACKAGE_PARENT = Path(__file__).resolve().parents[2]  # what the node processes import from
+VIEW_URL_PREFIX = 'view: http'  # the line the view prints with its URL
 
 
 def ros_value(value):
@@ -82,6 +87,11 @@ def parse_arguments(argv=None):
     parser.add_argument('--depth-topic', default='', help='bag: depth Image topic')
     parser.add_argument('--info-topic', default='', help='bag: CameraInfo topic')
     parser.add_argument('--rgb-topic', default='', help='bag: colour Image topic')
+    parser.add_argument('--view', action='store_true',
+                        help='also serve the live cloud and BEV in the browser (prints the URL)')
+    parser.add_argument('--view-port', type=int, default=8080,
+                        help='port of --view (default 8080; the next free one when taken; 0: '
+                             'any)')
     args = parser.parse_args(argv)
     if not args.seconds > 0:
         parser.error('--seconds must be > 0')
@@ -89,12 +99,24 @@ def parse_arguments(argv=None):
         parser.error('--rate must be in (0, 240]')
     if args.unregistered and (args.no_rgb or args.source != 'synthetic'):
         parser.error('--unregistered needs the synthetic source with colour')
+    if args.view and not 0 <= args.view_port <= 65535:
+        parser.error(f'--view-port must be in 0..65535, got {args.view_port}')
+    if args.view and importlib.util.find_spec('viser') is None:
+        parser.error('--view needs the Python package viser: pip install viser==1.1.1')
     return args
 
 
+def view_command(port):
+    """The browser view's command on 127.0.0.1:``port`` (``python -m pointcloud_pipeline
+    view``)."""
+    return [sys.executable, '-m', 'pointcloud_pipeline', 'view', '--host', '127.0.0.1',
+            '--port', str(int(port))]
+
+
 def plan(args):
-    """The node commands for ``args``: [(name, command), ...] in start order (three, four
-    with ``--unregistered``). ValueError for a source that cannot be used."""
+    """The node commands for ``args``: [(name, command), ...] in start order (three, one more
+    with each of ``--unregistered`` and ``--view``). ValueError for a source that cannot be
+    used."""
     from .replay import BagFrames, RgbdFolder, parse_source
     kind, path = parse_source(args.source)
     pipeline_files = [config_file('pipeline.yaml')]
@@ -129,8 +151,10 @@ def plan(args):
             'bag.rgb_topic': bag.rgb_topic or ''})
     if args.depth_scale is not None:
         pipeline['depth_scale'] = args.depth_scale
+    view = (('view', view_command(args.view_port)),) if args.view else ()
     return [
         *register,
+        *view,
         ('pipeline_node', node_command('pipeline_node', pipeline, pipeline_files,
                                        pipeline_remappings)),
         ('recorder_node', node_command('recorder_node', {
@@ -185,10 +209,29 @@ class Processes:
         return '\n'.join('    ' + line for line in text[-lines:])
 
 
-def run_until_recorded(processes, commands, seconds):
+class ViewAnnouncer:
+    """Prints the view's URL once its process has written it to its log (called while the
+    demo waits)."""
+
+    def __init__(self, log_path):
+        self.log_path = Path(log_path)
+        self.url = None
+
+    def __call__(self):
+        if self.url is not None or not self.log_path.is_file():
+            return
+        for line in self.log_path.read_text(errors='replace').splitlines():
+            if line.startswith(VIEW_URL_PREFIX):
+                self.url = line.split(' ', 1)[1].strip()
+                print(f'view: {self.url}', flush=True)
+                return
+
+
+def run_until_recorded(processes, commands, seconds, while_waiting=None):
     """Start ``commands`` ([(name, command), ...]) in order and wait until ``recorder_node``
-    exits (or any process exits, or ``seconds`` + 60 s pass). Returns None on success, else
-    the reason; the caller stops the processes either way."""
+    exits (or any process exits, or ``seconds`` + 60 s pass), calling ``while_waiting()``
+    (when given) every 0.2 s. Returns None on success, else the reason; the caller stops the
+    processes either way."""
     for name, command in commands:
         try:
             processes.start(name, command)
@@ -210,6 +253,8 @@ def run_until_recorded(processes, commands, seconds):
             return f'{name} exited early with code {code}'
         if time.monotonic() > deadline:
             return 'timed out waiting for recorder_node'
+        if while_waiting is not None:
+            while_waiting()
         time.sleep(0.2)
 
 
@@ -262,8 +307,9 @@ def main(argv=None):
     print(f'demo: {args.source}{chain} -> pipeline_node -> {out}/ for {args.seconds:g} s '
           f'(ROS_DOMAIN_ID={env["ROS_DOMAIN_ID"]}, DDS on loopback, logs in {log_dir}/)',
           flush=True)
+    announcer = ViewAnnouncer(log_dir / 'view.log') if args.view else None
     try:
-        failure = run_until_recorded(processes, commands, args.seconds)
+        failure = run_until_recorded(processes, commands, args.seconds, announcer)
     except KeyboardInterrupt:
         print('demo: interrupted, stopping the nodes', file=sys.stderr)
         processes.stop()

@@ -2,6 +2,7 @@
 import json
 import os
 from pathlib import Path
+import signal
 import subprocess
 import sys
 
@@ -13,6 +14,10 @@ from conftest import REPO_ROOT
 from optional import require
 from pointcloud_pipeline.demo.run import Processes, run_until_recorded
 from pointcloud_pipeline.ros.dds_environment import loopback_ros_env
+from ros_helpers import wait_until
+from browser_pages import (OutputLines, browser_page, hide_software_rendering_notice,
+                                drawn_pixels, needs_browser, needs_viser, region_pixels,
+                                screenshot)
 
 PlyData = require('plyfile').PlyData
 
@@ -82,6 +87,44 @@ def test_bag_demo(tmp_path, shared_data):
     result = run_demo('--source', f'bag:{bag}', '--seconds', '3', '--out', str(tmp_path / 'o'))
     assert result.returncode == 0, result.stdout + result.stderr
     check_outputs(tmp_path / 'o', min_points=100_000)
+
+
+@needs_viser
+@needs_browser
+def test_view_serves_the_live_demo_cloud_to_a_browser(tmp_path):
+    """make demo DEMO_ARGS=--view: the URL is printed, and while the demo runs chromium draws
+    the synthetic room, the BEV image, and new clouds as they come; Ctrl-C stops it all."""
+    demo = subprocess.Popen([sys.executable, '-m', 'pointcloud_pipeline.demo', '--view',
+                             '--view-port', '0', '--seconds', '300', '--out', str(tmp_path)],
+                            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    output = OutputLines(demo)
+    try:
+        line = output.wait_for('view: http://127.0.0.1:', 60.0)
+        assert line, output.text()
+        with browser_page(tmp_path / 'chromium') as page:
+            page.goto(line.split()[1])
+            status = page.get_by_text('points, coloured by rgb')
+            status.wait_for(timeout=60_000)
+            first = status.inner_text()  # names the cloud's stamp: it changes while live
+            assert wait_until(lambda: status.inner_text() != first, 30.0), first
+            page.locator('img').first.wait_for(timeout=30_000)  # the BEV image
+            hide_software_rendering_notice(page)
+            page.wait_for_timeout(1500)
+            drawn = screenshot(page, tmp_path / 'view.png')
+        assert demo.poll() is None, output.text()  # drawn while the demo runs
+        empty = np.full_like(drawn, 255)  # the page's white background
+        assert drawn_pixels(empty, drawn) > 0.05 * region_pixels(), tmp_path / 'view.png'
+    finally:
+        if demo.poll() is None:  # Ctrl-C: the demo stops its processes, then exits
+            demo.send_signal(signal.SIGINT)
+            try:
+                demo.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                demo.kill()
+                demo.wait()
+    assert demo.returncode == 130, output.text()
+    assert '(viser) Server stopped' in (tmp_path / 'logs' / 'view.log').read_text()
 
 
 def test_bad_source_fails_fast_with_the_reason(tmp_path):
