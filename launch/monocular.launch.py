@@ -17,6 +17,8 @@ from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
+from pointcloud_pipeline.ros.compat import fastdds_profiles_variable
+
 ARGUMENTS = [
     ('image', '/camera/image_rect', 'colour image topic (rgb8, bgr8, rgba8, bgra8, mono8), '
                                     'rectified'),
@@ -56,7 +58,7 @@ def generate_launch_description():
     # estimator -> pipeline carries a 1.2 MB 32FC1 image per VGA frame: with Fast DDS's default
     # 512 KiB shared-memory segment it goes as fragmented UDP and most frames are lost
     large_data_profile = SetEnvironmentVariable(
-        'FASTDDS_DEFAULT_PROFILES_FILE',
+        fastdds_profiles_variable(),  # Fast DDS 2.x (Jazzy) and 3.x read different ones
         PathJoinSubstitution([FindPackageShare('pointcloud_pipeline'), 'config',
                               'fastdds_large_data.xml']),
         condition=IfCondition(LaunchConfiguration('use_large_data_profile')))

@@ -15,7 +15,7 @@ register_params_file's depth_to_rgb_transform), register_params_file (default: t
 config/register.yaml), rviz (true/false),
 use_large_data_profile (default true: config/fastdds_large_data.xml, Fast DDS shared memory
 with 64 MiB segments for multi-MB messages; UDP to other hosts as usual; false keeps your own
-FASTDDS_DEFAULT_PROFILES_FILE).
+FASTDDS_DEFAULT_PROFILES_FILE, FASTRTPS_DEFAULT_PROFILES_FILE on Jazzy).
 """
 from ament_index_python.packages import get_package_prefix, PackageNotFoundError
 from launch import LaunchDescription
@@ -24,6 +24,8 @@ from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+from pointcloud_pipeline.ros.compat import fastdds_profiles_variable
 
 
 def require_rviz2(context):
@@ -88,7 +90,7 @@ def generate_launch_description():
                                           'for multi-MB messages (config/fastdds_large_data.xml)'),
     ]
     large_data_profile = SetEnvironmentVariable(
-        'FASTDDS_DEFAULT_PROFILES_FILE',
+        fastdds_profiles_variable(),  # Fast DDS 2.x (Jazzy) and 3.x read different ones
         PathJoinSubstitution([share, 'config', 'fastdds_large_data.xml']),
         condition=IfCondition(LaunchConfiguration('use_large_data_profile')))
     register = Node(

@@ -65,12 +65,13 @@ def test_console_scripts_keep_their_names_and_resolve():
 
 
 def test_ros_env_confines_dds_to_loopback():
+    from pointcloud_pipeline.ros.compat import fastdds_profiles_variable
     from pointcloud_pipeline.ros.dds_environment import loopback_ros_env
     env = loopback_ros_env(base={'ROS_LOCALHOST_ONLY': '1'})
     assert env['ROS_AUTOMATIC_DISCOVERY_RANGE'] == 'LOCALHOST'
     assert 1 <= int(env['ROS_DOMAIN_ID']) <= 100
     assert 'ROS_LOCALHOST_ONLY' not in env
-    profile = ET.parse(env['FASTDDS_DEFAULT_PROFILES_FILE']).getroot()
+    profile = ET.parse(env[fastdds_profiles_variable()]).getroot()  # the name Fast DDS reads
     ns = {'f': 'http://www.eprosima.com'}
     whitelists = profile.findall('.//f:interfaceWhiteList/f:address', ns)
     assert [w.text for w in whitelists] == ['127.0.0.1']
@@ -87,3 +88,23 @@ def test_robot_profile_is_the_loopback_one_without_the_whitelist():
         shm = profile.find(".//f:transport_descriptor[f:type='SHM']", ns)
         assert shm.find('f:segment_size', ns).text == str(64 * 1024 * 1024)
         assert profile.find('.//f:useBuiltinTransports', ns).text == 'false'
+
+
+def _pins(name):
+    """{package: version} of a requirements file (comments dropped)."""
+    pins = {}
+    for line in (REPO_ROOT / name).read_text().splitlines():
+        line = line.split('#', 1)[0].strip()
+        if line:
+            package, version = line.split('==')
+            pins[package.lower()] = version
+    return pins
+
+
+def test_jazzy_requirements_differ_from_kilted_only_in_the_ros_wheels():
+    kilted, jazzy = _pins('requirements.txt'), _pins('requirements-jazzy.txt')
+    ros = {name for name in kilted if name.startswith('ros-')}
+    assert {name: v for name, v in kilted.items() if name not in ros} == \
+        {name: v for name, v in jazzy.items() if not name.startswith('ros-')}
+    assert {name for name in jazzy if name.startswith('ros-')} == \
+        {name.replace('ros-', 'ros-jazzy-', 1) for name in ros}

@@ -18,6 +18,7 @@ import shutil
 import tempfile
 
 from ..files import config_file
+from .compat import fastdds_profiles_variable
 
 LOOPBACK_PROFILE = 'fastdds_large_data_loopback.xml'
 LOG_DIR_PREFIX = 'pointcloud_pipeline_roslog_'
@@ -69,7 +70,9 @@ def loopback_ros_env(domain_id=None, log_dir=None, large_data_profile=True, base
     domain_id: ROS_DOMAIN_ID to use; random in 1..100 when None.
     log_dir: ROS_LOG_DIR; when None, the temporary log directory inherited from a parent
         process, else this process's own (:func:`temporary_log_dir`, removed at exit).
-    large_data_profile: point FASTDDS_DEFAULT_PROFILES_FILE at the shared-memory profile.
+    large_data_profile: point Fast DDS's profiles variable at the shared-memory profile
+        (FASTDDS_DEFAULT_PROFILES_FILE; FASTRTPS_DEFAULT_PROFILES_FILE on Jazzy's Fast DDS 2.x,
+        which ignores the other: :func:`pointcloud_pipeline.ros.compat.fastdds_profiles_variable`).
     check_fields: keep rclpy's field checks (ROS_PYTHON_CHECK_FIELDS=1) instead of removing
         the variable; None: as ``POINTCLOUD_PIPELINE_CHECK_FIELDS`` in ``base`` says ('1').
     ROS_LOCALHOST_ONLY is removed (ignored since Jazzy; ROS_AUTOMATIC_DISCOVERY_RANGE is the
@@ -88,7 +91,7 @@ def loopback_ros_env(domain_id=None, log_dir=None, large_data_profile=True, base
         env.pop('ROS_PYTHON_CHECK_FIELDS', None)  # makes bytes assignment ~270 ms per VGA cloud
     env.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')  # the only RMW in the PyPI wheels
     if large_data_profile:
-        env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(config_file(LOOPBACK_PROFILE))
+        env[fastdds_profiles_variable(env)] = str(config_file(LOOPBACK_PROFILE))
     return env
 
 

@@ -15,6 +15,7 @@ from ..camera import (CameraIntrinsics, image_region, intrinsics_from_camera_inf
 from ..layouts import FLOAT32
 from .camera_messages import ImageError, image_array
 from .cloud_messages import field_named
+from .compat import publication_key
 
 
 class FrameError(ValueError):
@@ -191,8 +192,9 @@ class DuplicateDeliveries:
     subscriptions of one topic (a best-effort volatile one and a transient-local one, which also
     replays the publisher's history when it is created).
 
-    A publication is identified by its publisher's gid and publication sequence number (else
-    its source timestamp) from the rclpy ``MessageInfo``; the last ``remember`` are kept.
+    A publication is identified from the rclpy ``MessageInfo`` by
+    :func:`pointcloud_pipeline.ros.compat.publication_key` (publisher gid and sequence number on
+    Kilted, source timestamp and sequence number on Jazzy); the last ``remember`` are kept.
     Thread-safe.
     """
 
@@ -202,23 +204,10 @@ class DuplicateDeliveries:
         self._lock = threading.Lock()
         self.duplicates = 0
 
-    @staticmethod
-    def _key(message_info):
-        if not message_info:
-            return None
-        gid = message_info.get('publisher_gid')
-        gid = bytes(gid['data']) if isinstance(gid, dict) and gid.get('data') else None
-        if gid is None:
-            return None  # cannot tell publications apart: treat each delivery as new
-        sequence = message_info.get('publication_sequence_number')
-        if sequence is not None:
-            return gid, 'sequence', int(sequence)
-        return gid, 'source_time', message_info.get('source_timestamp')
-
     def is_duplicate(self, message_info):
         """True when this publication was already seen (counted in ``duplicates``)."""
-        key = self._key(message_info)
-        if key is None:
+        key = publication_key(message_info)
+        if key is None:  # cannot tell publications apart: treat each delivery as new
             return False
         with self._lock:
             if key in self._seen:

@@ -70,7 +70,7 @@ def test_launch_file_names_existing_executables_and_files(name):
         assert (REPO_ROOT.joinpath(*parts)).is_file(), parts
     assert calls(tree, 'FindPackageShare')[0].args[0].value == 'pointcloud_pipeline'
     profile = calls(tree, 'SetEnvironmentVariable')
-    assert profile and profile[0].args[0].value == 'FASTDDS_DEFAULT_PROFILES_FILE'
+    assert profile and profile[0].args[0].func.id == 'fastdds_profiles_variable'
 
 
 def test_setup_installs_launch_config_and_rviz_files():
