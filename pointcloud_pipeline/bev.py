@@ -53,7 +53,7 @@ import numpy as np
 
 from pointcloud_pipeline import _bev
 
-from .layouts import writable_bytes
+from .layouts import point_buffer, writable_bytes
 from .threads import checked_threads
 
 CHANNELS = ('intensity', 'height', 'density')
@@ -190,8 +190,9 @@ def _check_dtype(dtype):
     return dtype
 
 
-def _check_transform(transform):
-    """None or a rigid 4x4 transform -> 12 float64 ([R | t] row-major), empty for identity."""
+def kernel_transform(transform):
+    """None or a rigid 4x4 transform -> the 12 float64 the kernels take ([R | t] row-major),
+    empty for identity (shared by the BEV and occupancy kernels)."""
     if transform is None:
         return np.empty(0, np.float64)
     matrix = np.asarray(transform, dtype=np.float64)
@@ -239,7 +240,7 @@ def _render(data, num_points, point_step, x_offset, y_offset, z_offset, intensit
         raise ValueError(f'grid must be a BevGrid, got {type(grid).__name__}')
     dtype = _check_dtype(dtype)
     threads = checked_threads(threads) or _bev.default_threads()
-    matrix = _check_transform(transform)
+    matrix = kernel_transform(transform)
     image = _check_out(out, grid, dtype)
     workspace = _workspace(num_points, grid.rows, grid.cols, threads)
     (x_min, _), (y_min, _), (z_min, z_max) = grid.x_range, grid.y_range, grid.z_range
@@ -368,14 +369,7 @@ def bev_image_from_buffer(buffer, point_step, num_points, *, x_offset=0, y_offse
         if not 0 <= offset <= point_step - size:
             raise ValueError(f'{name} {offset} does not fit a {what} in point_step '
                              f'{point_step} (must be 0..{point_step - size})')
-    try:
-        data = np.frombuffer(buffer, dtype=np.uint8)
-    except (TypeError, ValueError, BufferError) as error:
-        raise ValueError(f'buffer must be a contiguous bytes-like object ({error})') from None
-    needed = point_step * num_points
-    if data.size < needed:
-        raise ValueError(f'buffer has {data.size} bytes, but {num_points} points of '
-                         f'{point_step} bytes need {needed}')
+    data = point_buffer(buffer, point_step, num_points)
     if intensity_offset is not None and intensity_dtype != np.dtype(np.float32):
         packed = _pack_with_float32_intensity(data, num_points, point_step, offsets,
                                               intensity_dtype)

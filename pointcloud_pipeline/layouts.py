@@ -108,3 +108,17 @@ def writable_bytes(out, nbytes, *, exact=False, what='output', alignment=1):
                          f'array, bytearray or array(\'B\'), or a slice of one at a multiple '
                          f'of {alignment} bytes)')
     return data
+
+
+def point_buffer(buffer, point_step, num_points):
+    """``buffer`` (any contiguous bytes-like object) as 1-D uint8, read in place, checked to
+    hold ``num_points`` points of ``point_step`` bytes; ValueError otherwise."""
+    try:
+        data = np.frombuffer(buffer, dtype=np.uint8)
+    except (TypeError, ValueError, BufferError) as error:
+        raise ValueError(f'buffer must be a contiguous bytes-like object ({error})') from None
+    needed = point_step * num_points
+    if data.size < needed:
+        raise ValueError(f'buffer has {data.size} bytes, but {num_points} points of '
+                         f'{point_step} bytes need {needed}')
+    return data

@@ -42,8 +42,8 @@ import numpy as np
 
 from pointcloud_pipeline import _occupancy
 
-from .bev import DEFAULT_GRID, BevGrid, _check_transform
-from .layouts import writable_bytes
+from .bev import DEFAULT_GRID, BevGrid, kernel_transform
+from .layouts import point_buffer, writable_bytes
 from .threads import checked_threads
 
 OCCUPIED = _occupancy.OCCUPIED
@@ -146,7 +146,7 @@ def _classify(data, num_points, point_step, x_offset, y_offset, z_offset, grid, 
     if not isinstance(bands, OccupancyBands):
         raise ValueError(f'bands must be OccupancyBands, got {type(bands).__name__}')
     threads = checked_threads(threads) or _occupancy.default_threads()
-    matrix = _check_transform(transform)
+    matrix = kernel_transform(transform)
     shape = occupancy_shape(grid)
     cells = _check_out(out, shape)
     obstacle_low, obstacle_high = bands.obstacle_z
@@ -219,13 +219,6 @@ def occupancy_grid_from_buffer(buffer, point_step, num_points, *, x_offset=0, y_
         if not 0 <= offset <= point_step - 4:
             raise ValueError(f'{name} {offset} does not fit a float32 in point_step '
                              f'{point_step} (must be 0..{point_step - 4})')
-    try:
-        data = np.frombuffer(buffer, dtype=np.uint8)
-    except (TypeError, ValueError, BufferError) as error:
-        raise ValueError(f'buffer must be a contiguous bytes-like object ({error})') from None
-    needed = point_step * num_points
-    if data.size < needed:
-        raise ValueError(f'buffer has {data.size} bytes, but {num_points} points of '
-                         f'{point_step} bytes need {needed}')
+    data = point_buffer(buffer, point_step, num_points)
     return _classify(data, num_points, point_step, offsets['x_offset'], offsets['y_offset'],
                      offsets['z_offset'], grid, bands, transform, out, threads)
