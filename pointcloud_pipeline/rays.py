@@ -155,6 +155,8 @@ def _checked_distortion(model, distortion):
         raise ValueError(f'distortion_model must be one of '
                          f'{", ".join(map(repr, DISTORTION_MODELS + PINHOLE_MODELS))}, '
                          f'got {model!r}')
+    if not values:  # an empty D: no distortion, as image_geometry reads it (simulated cameras)
+        return 'none', ()
     expected = DISTORTION_LENGTHS[model]
     if len(values) != expected:
         raise ValueError(f'distortion_model {model!r} needs {expected} distortion coefficients, '
@@ -179,7 +181,8 @@ def ray_table(intrinsics: CameraIntrinsics, width: int, height: int, *, depth_ki
         intrinsics (distortion ignored); False -> each output pixel centre is undistorted with
         ``distortion_model`` and ``distortion`` (CameraInfo ``distortion_model`` and ``d``):
         plumb_bob needs 5 coefficients, rational_polynomial 8, equidistant 4 (other lengths are
-        a ValueError); '' or 'none' with an empty or all-zero D means no distortion.
+        a ValueError); an empty D, or '' / 'none' with an empty or all-zero D, means no
+        distortion.
     Cached (a few recent tables): the same arguments return the same object, so calling this
     per frame costs only the argument checks until the CameraInfo changes.
     Raises ValueError for bad intrinsics, sizes, decimation, kind, model or coefficients.

@@ -297,7 +297,6 @@ def test_a_table_built_by_hand():
      "'rational_polynomial' needs 8 distortion coefficients, got 14"),
     (dict(distortion=(0.1,) * 5, distortion_model='equidistant'),
      "'equidistant' needs 4 distortion coefficients, got 5"),
-    (dict(distortion=()), "'plumb_bob' needs 5 distortion coefficients, got 0"),
     (dict(distortion=(0.1, math.nan, 0, 0, 0)), 'distortion must be finite'),
     (dict(distortion=('a',) * 5), 'distortion is not numeric'),
     (dict(distortion=(0.1, 0, 0, 0, 0), distortion_model='none'),
@@ -346,3 +345,13 @@ def assert_matches_reference(cloud, expected):
     """The kernel's points are the reference's float32 products, bit for bit."""
     points = cloud.data.view(np.float32).reshape(expected.shape)
     np.testing.assert_array_equal(points.view(np.uint32), expected.view(np.uint32))
+
+
+def test_an_empty_d_means_no_distortion_for_any_model():
+    """image_geometry reads an empty D as no distortion (simulated cameras publish that)."""
+    intrinsics = CameraIntrinsics(500.0, 480.0, 320.0, 240.0)
+    pinhole = ray_table(intrinsics, 64, 48, rectified=True).rays
+    for model in DISTORTION_MODELS:
+        table = ray_table(intrinsics, 64, 48, rectified=False, distortion_model=model,
+                          distortion=())
+        np.testing.assert_allclose(table.rays, pinhole, rtol=1e-6, atol=1e-7)
