@@ -1,4 +1,5 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False
 # distutils: extra_compile_args = -ffp-contract=off
 """Hot loop of point cloud -> occupancy grid. Private: call :mod:`pointcloud_pipeline.occupancy`.
 
