@@ -150,26 +150,35 @@ def _ray_coefficients(intrinsics, height, width, dx, dy):
     return x_coef, y_coef
 
 
+def _checked_2d(image, name):
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f'{name} must be a numpy array, got {type(image).__name__}')
+    if image.ndim != 2:
+        raise ValueError(f'{name} must be a 2-D (H x W) array, got shape {image.shape}')
+
+
+def _native_aligned(image, name, dtypes, expected):
+    """``image`` in native byte order and aligned, as the kernels read it (a byte-swapped or
+    aligned copy only when needed); ValueError unless its dtype is one of ``dtypes`` in some
+    byte order (``expected`` names them)."""
+    dtype = image.dtype
+    if dtype not in dtypes:
+        native = dtype.newbyteorder('=')
+        if native not in dtypes:
+            raise ValueError(f'{name} dtype must be {expected}, got {dtype}')
+        return image.astype(native)  # non-native byte order: byte-swapped copy
+    return image if image.flags.aligned else image.copy()
+
+
 def checked_depth(depth):
     """``depth`` as the kernels read it: a 2-D uint16 or float32 array in native byte order and
     aligned (a byte-swapped or aligned copy when needed; any strides otherwise, no copy).
     ValueError naming the problem for anything else."""
-    if not isinstance(depth, np.ndarray):
-        raise ValueError(f'depth must be a numpy array, got {type(depth).__name__}')
-    if depth.ndim != 2:
-        raise ValueError(f'depth must be a 2-D (H x W) array, got shape {depth.shape}')
+    _checked_2d(depth, 'depth')
     if depth.shape[0] == 0 or depth.shape[1] == 0:
         raise ValueError(f'depth image is empty: shape {depth.shape}')
-    dtype = depth.dtype
-    if dtype not in DEPTH_DTYPES:
-        native = dtype.newbyteorder('=')
-        if native not in DEPTH_DTYPES:
-            raise ValueError(f'depth dtype must be uint16 (16UC1/mono16) or float32 (32FC1), '
-                             f'got {dtype}')
-        return depth.astype(native)  # non-native byte order: byte-swapped copy
-    if not depth.flags.aligned:
-        return depth.copy()
-    return depth
+    return _native_aligned(depth, 'depth', DEPTH_DTYPES,
+                           'uint16 (16UC1/mono16) or float32 (32FC1)')
 
 
 def _checked_color(color, encoding, height, width, resize):
@@ -205,22 +214,12 @@ def _checked_color(color, encoding, height, width, resize):
 
 def _checked_intensity(intensity, height, width):
     """(uint8, uint16, float32) views for the kernel, exactly one of them not None."""
-    if not isinstance(intensity, np.ndarray):
-        raise ValueError(f'intensity must be a numpy array, got {type(intensity).__name__}')
-    if intensity.ndim != 2:
-        raise ValueError(f'intensity must be a 2-D (H x W) array, got shape {intensity.shape}')
+    _checked_2d(intensity, 'intensity')
     if intensity.shape != (height, width):
         raise ValueError(f'intensity size {intensity.shape[1]}x{intensity.shape[0]} differs from '
                          f'depth size {width}x{height}')
-    dtype = intensity.dtype
-    if dtype not in INTENSITY_DTYPES:
-        native = dtype.newbyteorder('=')
-        if native not in INTENSITY_DTYPES:
-            raise ValueError(f'intensity dtype must be uint8 (mono8), uint16 (mono16/16UC1) or '
-                             f'float32 (32FC1), got {dtype}')
-        intensity = intensity.astype(native)  # non-native byte order: byte-swapped copy
-    elif not intensity.flags.aligned:
-        intensity = intensity.copy()
+    intensity = _native_aligned(intensity, 'intensity', INTENSITY_DTYPES,
+                                'uint8 (mono8), uint16 (mono16/16UC1) or float32 (32FC1)')
     kind = INTENSITY_DTYPES.index(intensity.dtype)
     return tuple(intensity if index == kind else None for index in range(3))
 
